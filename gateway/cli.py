@@ -1,0 +1,110 @@
+"""The `mcrm` command: serve, migrate, check-config, simulate.
+
+Errors a user can act on end as one line on stderr and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, GatewayError
+from gateway.logs import setup_logging
+
+EXIT_USAGE = 2
+DEFAULT_CONFIG = "config.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcrm", description="mcrm-gateway: the mobile-CRM SMS gateway")
+    parser.add_argument("--version", action="version", version=f"mcrm-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
+                       help=f"path to the TOML configuration (default: {DEFAULT_CONFIG})")
+        return p
+
+    with_config(sub.add_parser("serve", help="run the gateway in the foreground"))
+    with_config(sub.add_parser("migrate", help="create or upgrade the database, then exit"))
+    with_config(sub.add_parser("check-config", help="check the configuration file and exit"))
+    sim = with_config(sub.add_parser(
+        "simulate", help="send an inbound text to a running gateway, as the provider would"))
+    sim.add_argument("--from", dest="from_number", required=True,
+                     help="the customer's number, e.g. +15551234567")
+    sim.add_argument("--text", required=True, help="the message body")
+    sim.add_argument("--to", help="the short code (default: the first configured one)")
+    sim.add_argument("--url", help="where the gateway listens (default: service.public_url)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        setup_logging(config.logging)
+        if args.command == "serve":
+            return _serve(config)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        if args.command == "check-config":
+            print(f"{args.config}: ok ({len(config.programs)} programs, "
+                  f"{len(config.short_codes)} short codes, provider {config.provider.kind})")
+            return 0
+        if args.command == "simulate":
+            return asyncio.run(_simulate(config, args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+
+
+def _serve(config: Config) -> int:
+    from gateway.daemon import serve
+
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        svc = config.service
+        print(f"error: cannot listen on {svc.host}:{svc.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _migrate(config: Config) -> int:
+    from gateway.db import Database
+
+    db = await Database.open(config.database_path(),
+                             busy_timeout_ms=config.database.busy_timeout_ms)
+    await db.close()
+    logging.getLogger("gateway.cli").info("database %s is up to date", config.database_path())
+    return 0
+
+
+async def _simulate(config: Config, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from gateway.simulate import simulate
+
+    try:
+        reply = await simulate(config, from_number=args.from_number, text=args.text,
+                               to=args.to, base_url=args.url)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        target = args.url or config.service.public_url
+        print(f"error: cannot reach the gateway at {target}: {exc or type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    print(f"HTTP {reply.status} {reply.content_type}")
+    if reply.body:
+        print(reply.body)
+    return 0 if reply.status < 400 else 1

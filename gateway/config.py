@@ -1,0 +1,324 @@
+"""Settings: one TOML file read into frozen dataclasses, checked before anything starts.
+
+Every error names the file, the key path (``programs[1].short_code``) and what is wrong,
+so a broken file is a one-line message at start, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gateway.errors import ConfigError, InvalidNumber
+from gateway.phone import is_short_code, is_valid_region, to_e164
+
+
+class Secret(str):
+    """A string that never shows its value in a repr (config dumps, tracebacks)."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: The URL the provider calls; signatures are computed over it, not over the URL we see.
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 64 * 1024
+    shutdown_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    path: str = "var/mcrm.sqlite3"
+    busy_timeout_ms: int = 5000
+    #: Most writes a single group commit may hold.
+    max_batch: int = 500
+
+
+@dataclass(frozen=True)
+class PhoneConfig:
+    default_region: str = "US"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    #: Seconds between a sandbox send and its `sent` receipt; `delivered` follows as long again.
+    receipt_delay_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    account_sid: str
+    auth_token: Secret
+    messaging_service_sid: str = ""
+    #: A Twilio-compatible endpoint instead of https://api.twilio.com (tests, proxies).
+    api_base_url: str = ""
+    timeout_seconds: float = 10.0
+    #: Check X-Twilio-Signature on every webhook. Turn off only behind a trusted proxy.
+    validate_signatures: bool = True
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    kind: Literal["sandbox", "twilio"] = "sandbox"
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    twilio: TwilioConfig | None = None
+
+
+@dataclass(frozen=True)
+class ShortCodeConfig:
+    code: str
+    #: Carrier throughput in message segments per second (Twilio short codes: 100).
+    messages_per_second: float = 100.0
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    id: str
+    name: str
+    short_code: str
+    help_text: str
+    keywords: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    tokens: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["plain", "json"] = "plain"
+    mask_phone_numbers: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    phone: PhoneConfig = field(default_factory=PhoneConfig)
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
+    short_codes: tuple[ShortCodeConfig, ...] = ()
+    programs: tuple[ProgramConfig, ...] = ()
+    api: ApiConfig = field(default_factory=ApiConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    #: Where the settings came from; relative paths in the file are taken from its folder.
+    source: str = "<defaults>"
+
+    def short_code(self, code: str) -> ShortCodeConfig | None:
+        return next((s for s in self.short_codes if s.code == code), None)
+
+    def database_path(self) -> Path:
+        path = Path(self.database.path)
+        if path.is_absolute() or self.source.startswith("<"):
+            return path
+        return Path(self.source).resolve().parent / path
+
+
+def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] | None = None
+                ) -> Config:
+    """Read and check the file at `path`; raises ConfigError with file and key on any fault."""
+    file = str(path)
+    try:
+        with open(file, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, None, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(file, None, f"cannot read file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, None, f"invalid TOML: {exc}") from None
+    return parse_config(raw, file=file, environ=os.environ if environ is None else environ)
+
+
+def parse_config(raw: dict[str, Any], *, file: str = "<memory>",
+                 environ: typing.Mapping[str, str] | None = None) -> Config:
+    builder = _Builder(file, os.environ if environ is None else environ)
+    raw = {k: v for k, v in raw.items() if k != "source"} | {"source": file}
+    config = builder.build(Config, raw, "")
+    _check(config, file)
+    return config
+
+
+class _Builder:
+    """Turns TOML tables into the dataclasses above, driven by their type hints."""
+
+    def __init__(self, file: str, environ: typing.Mapping[str, str]) -> None:
+        self.file, self.environ = file, environ
+
+    def fail(self, key: str, message: str) -> typing.NoReturn:
+        raise ConfigError(self.file, key or None, message)
+
+    def build(self, cls: type, raw: Any, key: str) -> Any:
+        if not isinstance(raw, dict):
+            self.fail(key, f"expected a table, got {_kind(raw)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            where = _join(key, unknown[0])
+            self.fail(where, f"unknown key (known keys here: {', '.join(sorted(fields))})")
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            sub = _join(key, name)
+            if name in raw:
+                values[name] = self.value(hints[name], raw[name], sub)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                self.fail(sub, "missing required value")
+        return cls(**values)
+
+    def value(self, hint: Any, raw: Any, key: str) -> Any:
+        origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in typing.get_args(hint) if a is not type(None)]
+            return self.value(inner[0], raw, key)
+        if origin is Literal:
+            choices = typing.get_args(hint)
+            if raw not in choices:
+                allowed = ", ".join(repr(c) for c in choices)
+                self.fail(key, f"must be one of {allowed}, got {raw!r}")
+            return raw
+        if origin is tuple:
+            if not isinstance(raw, list):
+                self.fail(key, f"expected an array, got {_kind(raw)}")
+            item = typing.get_args(hint)[0]
+            return tuple(self.value(item, v, f"{key}[{i}]") for i, v in enumerate(raw))
+        if dataclasses.is_dataclass(hint):
+            return self.build(hint, raw, key)
+        if hint in (str, Secret):
+            if not isinstance(raw, str):
+                self.fail(key, f"expected a string, got {_kind(raw)}")
+            text = self.resolve_env(raw, key)
+            return Secret(text) if hint is Secret else text
+        if hint is bool:
+            if not isinstance(raw, bool):
+                self.fail(key, f"expected true or false, got {_kind(raw)}")
+            return raw
+        if hint is int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                self.fail(key, f"expected an integer, got {_kind(raw)}")
+            return raw
+        if hint is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                self.fail(key, f"expected a number, got {_kind(raw)}")
+            return float(raw)
+        # A type the builder does not know is a bug in this module, not a user error.
+        raise TypeError(f"config type {hint!r} at {key} is not supported")
+
+    def resolve_env(self, text: str, key: str) -> str:
+        if not text.startswith("env:"):
+            return text
+        name = text[4:]
+        if not name:
+            self.fail(key, "'env:' must be followed by an environment variable name")
+        if name not in self.environ:
+            self.fail(key, f"environment variable {name} is not set")
+        return self.environ[name]
+
+
+def _check(config: Config, file: str) -> None:
+    """Rules that span keys: ranges, phone formats, references between tables."""
+
+    def fail(key: str, message: str) -> typing.NoReturn:
+        raise ConfigError(file, key, message)
+
+    svc = config.service
+    if not 0 <= svc.port <= 65535:
+        fail("service.port", f"must be between 0 and 65535, got {svc.port}")
+    if not svc.public_url.startswith(("http://", "https://")):
+        fail("service.public_url", f"must start with http:// or https://, got {svc.public_url!r}")
+    if svc.max_body_bytes < 1024:
+        fail("service.max_body_bytes", "must be at least 1024")
+    if svc.shutdown_timeout_seconds < 0:
+        fail("service.shutdown_timeout_seconds", "must not be negative")
+    if not config.database.path:
+        fail("database.path", "must not be empty")
+    if config.database.busy_timeout_ms < 0:
+        fail("database.busy_timeout_ms", "must not be negative")
+    if config.database.max_batch < 1:
+        fail("database.max_batch", "must be at least 1")
+    region = config.phone.default_region
+    if not is_valid_region(region):
+        fail("phone.default_region", f"{region!r} is not a known region code (e.g. 'US', 'IR')")
+
+    provider = config.provider
+    if provider.sandbox.receipt_delay_seconds < 0:
+        fail("provider.sandbox.receipt_delay_seconds", "must not be negative")
+    if provider.kind == "twilio":
+        tw = provider.twilio
+        if tw is None:
+            fail("provider.twilio", "missing required table when provider.kind is 'twilio'")
+        if not (tw.account_sid.startswith("AC") and len(tw.account_sid) == 34):
+            fail("provider.twilio.account_sid", "must be 'AC' followed by 32 characters")
+        if not tw.auth_token:
+            fail("provider.twilio.auth_token", "must not be empty")
+        if tw.messaging_service_sid and not tw.messaging_service_sid.startswith("MG"):
+            fail("provider.twilio.messaging_service_sid", "must start with 'MG'")
+        if tw.api_base_url and not tw.api_base_url.startswith(("http://", "https://")):
+            fail("provider.twilio.api_base_url", "must start with http:// or https://")
+        if tw.timeout_seconds <= 0:
+            fail("provider.twilio.timeout_seconds", "must be greater than 0")
+
+    seen_codes: set[str] = set()
+    for i, sc in enumerate(config.short_codes):
+        key = f"short_codes[{i}]"
+        if not is_short_code(sc.code):
+            try:
+                to_e164(sc.code, region)
+            except InvalidNumber:
+                fail(f"{key}.code", f"{sc.code!r} is not a short code (3–8 digits) "
+                                    "nor a valid phone number")
+            if not sc.code.startswith("+"):
+                fail(f"{key}.code", f"write long numbers in E.164 form (+...), got {sc.code!r}")
+        if sc.code in seen_codes:
+            fail(f"{key}.code", f"short code {sc.code} is listed twice")
+        seen_codes.add(sc.code)
+        if sc.messages_per_second <= 0:
+            fail(f"{key}.messages_per_second", "must be greater than 0")
+
+    seen_ids: set[str] = set()
+    keywords: dict[tuple[str, str], str] = {}
+    for i, program in enumerate(config.programs):
+        key = f"programs[{i}]"
+        if not program.id or not program.id.replace("-", "").replace("_", "").isalnum():
+            fail(f"{key}.id", f"must be letters, digits, '-' or '_', got {program.id!r}")
+        if program.id in seen_ids:
+            fail(f"{key}.id", f"program id {program.id!r} is used twice")
+        seen_ids.add(program.id)
+        if program.short_code not in seen_codes:
+            fail(f"{key}.short_code",
+                 f"{program.short_code!r} is not one of the configured short_codes")
+        if not program.help_text.strip():
+            fail(f"{key}.help_text", "must not be empty (carriers require a HELP answer)")
+        for j, word in enumerate(program.keywords):
+            if not word.strip():
+                fail(f"{key}.keywords[{j}]", "must not be empty")
+            slot = (program.short_code, word.strip().casefold())
+            if slot in keywords:
+                fail(f"{key}.keywords[{j}]", f"keyword {word!r} is already used by program "
+                                             f"{keywords[slot]!r} on short code {slot[0]}")
+            keywords[slot] = program.id
+
+    for i, token in enumerate(config.api.tokens):
+        if len(token) < 16:
+            fail(f"api.tokens[{i}]", "must be at least 16 characters long")
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)

@@ -1,0 +1,53 @@
+"""`mcrm serve`: run the app in the foreground until SIGTERM/SIGINT, then drain and stop.
+
+Shutdown order: mark not-ready, stop accepting connections, let requests in flight finish
+(up to ``service.shutdown_timeout_seconds``), stop workers, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.app import create_app
+from gateway.config import Config
+from gateway.systemd import notify
+
+log = logging.getLogger(__name__)
+
+
+async def serve(config: Config) -> None:
+    app = create_app(config)
+    svc = config.service
+    runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(
+        "aiohttp.access"), shutdown_timeout=svc.shutdown_timeout_seconds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, svc.host, svc.port)
+        await site.start()
+        log.info("mcrm-gateway listening on http://%s:%d (public URL %s, provider %s)",
+                 svc.host, svc.port, svc.public_url, config.provider.kind)
+        notify("READY=1\nSTATUS=serving")
+        await stop.wait()
+        app[keys.LIFECYCLE].stopping = True
+        notify("STOPPING=1")
+        log.info("shutting down: finishing requests in flight (up to %gs)",
+                 svc.shutdown_timeout_seconds)
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("mcrm-gateway stopped")
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s", sig.name)
+    stop.set()

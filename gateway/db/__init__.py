@@ -1,0 +1,194 @@
+"""The only place that talks SQL: an SQLite file in WAL mode, written through group commits.
+
+One aiosqlite commit per row tops out near 3,400 rows/s on our machines, while one commit
+per batch reaches hundreds of thousands; so every write is a small function handed to
+``Database.write``, many of them share one transaction (each in its own savepoint, so one
+failing write does not undo its neighbours), and each caller is answered only after the
+commit that holds its write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from gateway.db.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Row = aiosqlite.Row
+
+
+class DatabaseClosed(RuntimeError):
+    """A write arrived after shutdown began."""
+
+
+class Tx:
+    """The connection as a write function sees it: inside an open transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the last inserted row id (0 when nothing was inserted)."""
+        cursor = await self._conn.execute(sql, params)
+        rowid = cursor.lastrowid if cursor.rowcount > 0 else 0
+        await cursor.close()
+        return rowid or 0
+
+    async def update(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an UPDATE or DELETE; returns how many rows it changed."""
+        cursor = await self._conn.execute(sql, params)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self._conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+
+_Job = tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]
+
+
+class Database:
+    """A writer connection fed by a group-commit task, and a reader connection for queries."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 max_batch: int) -> None:
+        self._writer, self._reader = writer, reader
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._closing = False
+        self._committer = asyncio.create_task(self._commit_loop(), name="db-committer")
+        self.commits = 0
+        self.writes = 0
+
+    @classmethod
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000,
+                   max_batch: int = 500) -> Database:
+        """Open (creating if needed) and migrate the database file at `path`."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path, busy_timeout_ms)
+        try:
+            await migrate(writer)
+            reader = await _connect(path, busy_timeout_ms)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader, max_batch)
+
+    @property
+    def running(self) -> bool:
+        return not self._closing and not self._committer.done()
+
+    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` inside a shared transaction; returns its result once that is committed."""
+        if self._closing:
+            raise DatabaseClosed("the database is shutting down")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((fn, future))
+        # shield: a caller that gives up must not cancel a write others share a commit with.
+        return await asyncio.shield(future)
+
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` on the reader connection, which sees only committed data."""
+        return await fn(Tx(self._reader))
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await Tx(self._reader).fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await Tx(self._reader).fetchone(sql, params)
+
+    async def ping(self) -> None:
+        """Raises when the file cannot be read (readiness probe)."""
+        await self.fetchone("SELECT 1")
+
+    async def close(self) -> None:
+        """Finish every write already handed in, then close both connections."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._committer
+        await self._reader.close()
+        await self._writer.close()
+
+    async def _commit_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        tx = Tx(self._writer)
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            for fn, _future in batch:
+                await self._writer.execute("SAVEPOINT w")
+                try:
+                    result = await fn(tx)
+                except Exception as exc:
+                    await self._writer.execute("ROLLBACK TO w")
+                    await self._writer.execute("RELEASE w")
+                    outcomes.append((False, exc))
+                else:
+                    await self._writer.execute("RELEASE w")
+                    outcomes.append((True, result))
+            await self._writer.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nobody's write is durable
+            log.exception("group commit of %d writes failed", len(batch))
+            with contextlib.suppress(Exception):
+                await self._writer.execute("ROLLBACK")
+            outcomes = [(False, exc)] * len(batch)
+        self.commits += 1
+        self.writes += len(batch)
+        for (_fn, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+async def _connect(path: str | Path, busy_timeout_ms: int) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit survives power loss, not just a crash; group commit pays for it.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn

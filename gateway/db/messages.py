@@ -1,0 +1,45 @@
+"""SQL for inbound messages, status callbacks and outbound message counts."""
+
+from __future__ import annotations
+
+import json
+
+from gateway.clock import isoformat
+from gateway.db import Database, Tx
+from gateway.models import InboundMessage, StatusUpdate
+
+QUEUED_STATUSES = ("queued", "deferred", "sending")
+
+
+async def insert_inbound(tx: Tx, msg: InboundMessage) -> int | None:
+    """Store `msg`; returns its row id, or None when this provider sid was stored before."""
+    rowid = await tx.execute(
+        "INSERT INTO inbound_messages (provider, provider_sid, from_number, to_number, body,"
+        " num_segments, received_at, params_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (provider, provider_sid) DO NOTHING",
+        (msg.provider, msg.provider_sid, msg.from_number, msg.to_number, msg.body,
+         msg.num_segments, isoformat(msg.received_at),
+         json.dumps(msg.params, ensure_ascii=False, sort_keys=True)))
+    return rowid or None
+
+
+async def insert_status(tx: Tx, update: StatusUpdate) -> int:
+    """Append one status callback; callbacks are never merged or overwritten."""
+    return await tx.execute(
+        "INSERT INTO status_callbacks (provider, provider_sid, status, error_code, received_at,"
+        " params_json) VALUES (?, ?, ?, ?, ?, ?)",
+        (update.provider, update.provider_sid, update.status, update.error_code,
+         isoformat(update.received_at),
+         json.dumps(update.params, ensure_ascii=False, sort_keys=True)))
+
+
+async def outbound_counts(db: Database) -> dict[str, int]:
+    rows = await db.fetchall("SELECT status, COUNT(*) FROM outbound_messages GROUP BY status")
+    return {row[0]: int(row[1]) for row in rows}
+
+
+async def queue_depth(db: Database) -> int:
+    marks = ",".join("?" * len(QUEUED_STATUSES))
+    row = await db.fetchone(
+        f"SELECT COUNT(*) FROM outbound_messages WHERE status IN ({marks})", QUEUED_STATUSES)
+    return int(row[0]) if row else 0

@@ -1,0 +1,1 @@
+"""The HTTP edge: provider webhooks, health and metrics, and the admin API."""

@@ -1,0 +1,23 @@
+"""Every typed application key in one place; only app.py and gateway/http use them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.db import Database
+from gateway.ingest import Ingest
+from gateway.lifecycle import Lifecycle
+from gateway.metrics import GatewayMetrics
+from gateway.providers import Provider
+from gateway.workers import Workers
+
+CONFIG = web.AppKey("config", Config)
+CLOCK = web.AppKey("clock", Clock)
+DB = web.AppKey("db", Database)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+PROVIDER = web.AppKey("provider", Provider)
+WORKERS = web.AppKey("workers", Workers)
+INGEST = web.AppKey("ingest", Ingest)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

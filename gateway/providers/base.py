@@ -1,0 +1,65 @@
+"""The provider port: send one message, or fail with an error the pipeline can act on.
+
+The adapter only classifies (transient: retry later; permanent: never retry); the outbound
+pipeline decides what to do, as in RapidPro courier's send-error taxonomy.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.errors import GatewayError
+from gateway.models import OutgoingSMS
+
+
+class SendErrorKind(enum.StrEnum):
+    RATE_LIMITED = "rate_limited"  # 429 / Twilio 20429: slow down, then retry
+    SERVER_ERROR = "server_error"  # 5xx: the provider is having trouble
+    TIMEOUT = "timeout"  # no answer in time: it *may* have been accepted, reconcile first
+    CONNECTION = "connection"  # never reached the provider
+    AUTH = "auth"  # our credentials were refused: an operator must fix config; keep the message
+    REJECTED = "rejected"  # the provider refused this message for good (bad number, body …)
+    CONTACT_STOPPED = "contact_stopped"  # the recipient opted out at carrier level (21610)
+
+
+TRANSIENT_KINDS = frozenset({SendErrorKind.RATE_LIMITED, SendErrorKind.SERVER_ERROR,
+                             SendErrorKind.TIMEOUT, SendErrorKind.CONNECTION,
+                             SendErrorKind.AUTH})
+
+
+class SendError(GatewayError):
+    """A send that did not succeed; `transient` says whether a retry may."""
+
+    code = "send_error"
+
+    def __init__(self, kind: SendErrorKind, *, provider_code: str | None = None,
+                 detail: str = "", http_status: int | None = None) -> None:
+        self.kind = kind
+        self.provider_code = provider_code
+        self.detail = detail or kind.value
+        self.provider_http_status = http_status
+        code = f" (error {provider_code})" if provider_code else ""
+        super().__init__(f"{kind.value}{code}: {self.detail}")
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_sid: str
+    status: str  # the provider's own word: queued, accepted, sent …
+    num_segments: int | None = None
+
+
+class Provider(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, sms: OutgoingSMS) -> SendResult: ...

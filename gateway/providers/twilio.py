@@ -1,0 +1,94 @@
+"""Twilio through the official `twilio` library's asyncio client.
+
+`api_base_url` points the library at a Twilio-compatible endpoint (our tests' local fake,
+or a proxy); everything else — auth, form encoding, error parsing — is the real library.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from gateway.config import TwilioConfig
+from gateway.models import OutgoingSMS
+from gateway.phone import mask
+from gateway.providers.base import SendError, SendErrorKind, SendResult
+from gateway.providers.error_codes import CONTACT_STOPPED, describe
+
+log = logging.getLogger(__name__)
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def __init__(self, config: TwilioConfig) -> None:
+        self.config = config
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    async def start(self) -> None:
+        # The library opens its aiohttp session in the constructor: build it inside the loop.
+        self._http = AsyncTwilioHttpClient(timeout=self.config.timeout_seconds)
+        self._client = Client(self.config.account_sid, str(self.config.auth_token),
+                              http_client=self._http)
+        if self.config.api_base_url:
+            self._client.api.base_url = self.config.api_base_url.rstrip("/")
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("TwilioProvider.start() was not awaited")
+        return self._client
+
+    async def send(self, sms: OutgoingSMS) -> SendResult:
+        sender: dict[str, str] = {}
+        if self.config.messaging_service_sid:
+            sender["messaging_service_sid"] = self.config.messaging_service_sid
+        else:
+            sender["from_"] = sms.from_number
+        try:
+            message = await self.client.messages.create_async(
+                to=sms.to_number, body=sms.body,
+                status_callback=sms.status_callback or None, **sender)
+        except TwilioRestException as exc:
+            raise classify(exc) from exc
+        except TimeoutError as exc:
+            # The request may have reached Twilio: the pipeline must look it up before resending.
+            raise SendError(SendErrorKind.TIMEOUT,
+                            detail=f"no answer from Twilio within "
+                                   f"{self.config.timeout_seconds:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise SendError(SendErrorKind.CONNECTION,
+                            detail=f"cannot reach Twilio: {exc}") from exc
+        log.info("twilio accepted %s → %s as %s (%s)", sms.from_number, mask(sms.to_number),
+                 message.sid, message.status)
+        segments = int(message.num_segments) if message.num_segments else None
+        return SendResult(provider_sid=str(message.sid), status=str(message.status),
+                          num_segments=segments)
+
+
+def classify(exc: TwilioRestException) -> SendError:
+    """Map a Twilio API error to our taxonomy: what may be retried, what never."""
+    code = str(exc.code) if exc.code is not None else None
+    detail = exc.msg or describe(code) or f"HTTP {exc.status}"
+    if exc.status == 429 or code == "20429":
+        # Twilio says requests refused with 429 were not processed, so a retry is safe.
+        kind = SendErrorKind.RATE_LIMITED
+    elif exc.status >= 500:
+        kind = SendErrorKind.SERVER_ERROR
+    elif exc.status in (401, 403) or code == "20003":
+        kind = SendErrorKind.AUTH
+    elif code == CONTACT_STOPPED:
+        kind = SendErrorKind.CONTACT_STOPPED
+    else:
+        kind = SendErrorKind.REJECTED
+    return SendError(kind, provider_code=code, detail=detail, http_status=exc.status)
