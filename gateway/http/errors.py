@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> web.Respon
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[keys.CONFIG].service.max_body_bytes
         return json_error(413, "payload_too_large",
-                          f"request body is larger than the limit of {exc.max_size} bytes "
+                          f"request body is larger than the limit of {limit} bytes "
                           "(service.max_body_bytes)")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":

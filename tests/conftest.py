@@ -1,0 +1,109 @@
+"""Shared fixtures: real config objects, a real SQLite file, the production app on loopback."""
+
+from __future__ import annotations
+
+import copy
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from twilio.request_validator import RequestValidator
+
+from gateway.app import create_app
+from gateway.config import Config, parse_config
+from tests.fakes.twilio_server import FakeTwilio
+
+ACCOUNT_SID = "AC" + "a1" * 16
+AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+BASE: dict[str, Any] = {
+    "service": {"host": "127.0.0.1", "port": 0, "public_url": "https://sms.example.com"},
+    "database": {"path": "mcrm.sqlite3"},
+    "phone": {"default_region": "US"},
+    "provider": {"kind": "sandbox", "sandbox": {"receipt_delay_seconds": 0.05}},
+    "short_codes": [{"code": "12345", "messages_per_second": 10}],
+    "programs": [{"id": "deals", "name": "Deals", "short_code": "12345",
+                  "keywords": ["DEALS"], "help_text": "Deals: reply STOP to cancel."}],
+    "api": {"tokens": [ADMIN_TOKEN]},
+}
+
+TWILIO: dict[str, Any] = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+ConfigFactory = Callable[..., Config]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> ConfigFactory:
+    """Builds a checked Config whose database lives in this test's tmp_path."""
+
+    def build(**changes: Any) -> Config:
+        raw = merge(BASE, changes)
+        raw["database"]["path"] = str(tmp_path / raw["database"]["path"])
+        return parse_config(raw, file=str(tmp_path / "config.toml"), environ={})
+
+    return build
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[Callable[..., Any]]:
+    """Starts the production app on 127.0.0.1 for a config; closes whatever it started."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(config: Config, port: int | None = None) -> TestClient[Any, Any]:
+        server = TestServer(create_app(config), host="127.0.0.1", port=port)
+        client: TestClient[Any, Any] = TestClient(server)
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in reversed(clients):
+        await client.close()
+
+
+@pytest.fixture
+async def client(config: Config, make_client: Callable[..., Any]) -> TestClient[Any, Any]:
+    return await make_client(config)
+
+
+@pytest.fixture
+async def twilio_fake() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def twilio_signature(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> dict[str, str]:
+    """The headers Twilio would send: `url` is the public URL the app is configured with."""
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}
+
+
+def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,163 @@
+"""Configuration: the example loads, and every kind of mistake names the file and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Secret, load_config, parse_config
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """
+[service]
+port = 9000
+public_url = "https://sms.example.com"
+
+[phone]
+default_region = "IR"
+
+[provider]
+kind = "twilio"
+
+[provider.twilio]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "env:TEST_TWILIO_TOKEN"
+
+[[short_codes]]
+code = "30001234"
+messages_per_second = 30
+
+[[short_codes]]
+code = "+989121234567"
+
+[[programs]]
+id = "news"
+name = "News"
+short_code = "30001234"
+keywords = ["NEWS"]
+help_text = "News: send 11 to stop."
+
+[api]
+tokens = ["env:TEST_ADMIN_TOKEN"]
+"""
+
+ENV = {"TEST_TWILIO_TOKEN": "secret-token-value", "TEST_ADMIN_TOKEN": "a" * 24}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_loads_with_sandbox_defaults() -> None:
+    config = load_config(ROOT / "config.example.toml", environ={})
+    assert config.provider.kind == "sandbox"
+    assert [p.id for p in config.programs] == ["deals", "alerts"]
+    assert config.short_code("12345") is not None
+    assert config.database_path() == ROOT / "var" / "mcrm.sqlite3"
+
+
+def test_good_file_is_typed_and_secrets_come_from_the_environment(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ=ENV)
+    assert config.service.port == 9000
+    assert config.short_codes[0].messages_per_second == 30.0
+    assert isinstance(config.short_codes[0].messages_per_second, float)
+    assert config.programs[0].keywords == ("NEWS",)
+    assert config.provider.twilio is not None
+    assert config.provider.twilio.auth_token == "secret-token-value"
+    assert "secret-token-value" not in repr(config)
+    assert isinstance(config.api.tokens[0], Secret)
+    with pytest.raises(AttributeError):
+        config.service.port = 1  # type: ignore[misc]
+
+
+CASES = [
+    ("unknown top-level key", 'colour = "blue"', "colour", "unknown key"),
+    ("unknown nested key", "[service]\nprot = 1", "service.prot", "unknown key"),
+    ("wrong type", '[service]\nport = "eighty"', "service.port",
+     "expected an integer, got a string"),
+    ("bool is not an int", "[service]\nport = true", "service.port", "expected an integer"),
+    ("table expected", 'service = "x"', "service", "expected a table"),
+    ("array expected", '[api]\ntokens = "x"', "api.tokens", "expected an array"),
+    ("bad choice", '[provider]\nkind = "nexmo"', "provider.kind", "must be one of"),
+    ("missing required value", '[[short_codes]]\nmessages_per_second = 5',
+     "short_codes[0].code", "missing required value"),
+    ("invalid short code", '[[short_codes]]\ncode = "12"', "short_codes[0].code",
+     "not a short code"),
+    ("invalid phone number", '[[short_codes]]\ncode = "+1555"', "short_codes[0].code",
+     "nor a valid phone number"),
+    ("unknown region", '[phone]\ndefault_region = "XX"', "phone.default_region",
+     "not a known region"),
+    ("port out of range", "[service]\nport = 70000", "service.port", "between 0 and 65535"),
+    ("twilio without table", '[provider]\nkind = "twilio"', "provider.twilio",
+     "missing required table"),
+    ("bad account sid", '[provider]\nkind = "twilio"\n[provider.twilio]\n'
+     'account_sid = "XX1"\nauth_token = "t"', "provider.twilio.account_sid", "'AC'"),
+    ("env variable unset", '[api]\ntokens = ["env:NOT_SET_ANYWHERE"]', "api.tokens[0]",
+     "environment variable NOT_SET_ANYWHERE is not set"),
+    ("short api token", '[api]\ntokens = ["short"]', "api.tokens[0]", "at least 16"),
+    ("program on unknown short code", '[[short_codes]]\ncode = "12345"\n[[programs]]\n'
+     'id = "p"\nname = "P"\nshort_code = "99999"\nhelp_text = "h"', "programs[0].short_code",
+     "not one of the configured short_codes"),
+    ("duplicate keyword", '[[short_codes]]\ncode = "12345"\n'
+     '[[programs]]\nid = "a"\nname = "A"\nshort_code = "12345"\nhelp_text = "h"\n'
+     'keywords = ["JOIN"]\n[[programs]]\nid = "b"\nname = "B"\nshort_code = "12345"\n'
+     'help_text = "h"\nkeywords = ["join"]', "programs[1].keywords[0]", "already used"),
+    ("empty help text", '[[short_codes]]\ncode = "12345"\n[[programs]]\nid = "p"\n'
+     'name = "P"\nshort_code = "12345"\nhelp_text = " "', "programs[0].help_text",
+     "must not be empty"),
+]
+
+
+@pytest.mark.parametrize(("snippet", "key", "message"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_config_errors_name_file_and_key(tmp_path: Path, snippet: str, key: str,
+                                         message: str) -> None:
+    path = write(tmp_path, snippet)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert caught.value.file == str(path)
+    assert caught.value.key == key
+    assert message in caught.value.message
+    assert str(path) in str(caught.value) and key in str(caught.value)
+
+
+def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[service\nport = 1\n")
+    with pytest.raises(ConfigError, match=r"invalid TOML: .*line 1") as caught:
+        load_config(path)
+    assert caught.value.file == str(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_in_memory_dict_is_checked_like_a_file() -> None:
+    with pytest.raises(ConfigError, match=r"service.public_url: must start with http"):
+        parse_config({"service": {"public_url": "sms.example.com"}})
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_cli_reports_config_errors_without_traceback(tmp_path: Path, command: str) -> None:
+    path = write(tmp_path, '[[short_codes]]\ncode = "abc"\n')
+    result = subprocess.run([sys.executable, "-m", "gateway", command, "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"config error in {path}: short_codes[0].code" in result.stderr
+
+
+def test_cli_check_config_accepts_the_example() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "-c", "config.example.toml"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "ok (2 programs, 1 short codes, provider sandbox)" in result.stdout
