@@ -128,8 +128,6 @@ class GatewayMetrics:
             "mcrm_inbound_duplicates_total", "Inbound webhooks retried by the provider.")
         self.status_callbacks = self.registry.counter(
             "mcrm_status_callbacks_total", "Delivery receipts received, by status.")
-        self.outbound_sends = self.registry.counter(
-            "mcrm_provider_sends_total", "Provider send attempts, by provider and outcome.")
         self.webhook_rejected = self.registry.counter(
             "mcrm_webhook_rejected_total", "Webhooks refused, by endpoint and reason.")
         self.webhook_latency = self.registry.histogram(

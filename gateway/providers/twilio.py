@@ -6,6 +6,7 @@ or a proxy); everything else — auth, form encoding, error parsing — is the r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -56,9 +57,11 @@ class TwilioProvider:
         else:
             sender["from_"] = sms.from_number
         try:
-            message = await self.client.messages.create_async(
-                to=sms.to_number, body=sms.body,
-                status_callback=sms.status_callback or None, **sender)
+            # The async client ignores its own `timeout` setting (twilio 9.13), so bound it here.
+            async with asyncio.timeout(self.config.timeout_seconds):
+                message = await self.client.messages.create_async(
+                    to=sms.to_number, body=sms.body,
+                    status_callback=sms.status_callback or None, **sender)
         except TwilioRestException as exc:
             raise classify(exc) from exc
         except TimeoutError as exc:

@@ -1,0 +1,157 @@
+"""The Twilio provider: the real `twilio` library against a Twilio-shaped server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway import keys
+from gateway.config import TwilioConfig
+from gateway.models import OutgoingSMS
+from gateway.providers import SendError, SendErrorKind
+from gateway.providers.twilio import TwilioProvider
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO, ConfigFactory, free_port
+from tests.fakes.twilio_server import FakeTwilio
+
+SMS = OutgoingSMS(to_number="+15557654321", from_number="12345", body="Hello from Acme",
+                  status_callback="https://sms.example.com/webhooks/twilio/status")
+
+
+def make_provider(base_url: str, **changes: Any) -> TwilioProvider:
+    from gateway.config import Secret
+    settings = {"account_sid": ACCOUNT_SID, "auth_token": Secret(AUTH_TOKEN),
+                "api_base_url": base_url, "timeout_seconds": 2.0} | changes
+    return TwilioProvider(TwilioConfig(**settings))
+
+
+@pytest.fixture
+async def provider(twilio_fake: FakeTwilio) -> AsyncIterator[TwilioProvider]:
+    provider = make_provider(twilio_fake.base_url)
+    await provider.start()
+    yield provider
+    await provider.close()
+
+
+async def test_send_goes_through_the_real_library(provider: TwilioProvider,
+                                                  twilio_fake: FakeTwilio) -> None:
+    result = await provider.send(SMS)
+    assert result.provider_sid.startswith("SM") and len(result.provider_sid) == 34
+    assert result.status == "queued"
+    assert result.num_segments == 1
+    [request] = twilio_fake.requests
+    assert request.account_sid == ACCOUNT_SID
+    assert request.form == {"To": SMS.to_number, "From": "12345", "Body": SMS.body,
+                            "StatusCallback": SMS.status_callback}
+    assert request.headers["User-Agent"].startswith("twilio-python/")
+
+
+async def test_messaging_service_replaces_the_from_number(twilio_fake: FakeTwilio) -> None:
+    provider = make_provider(twilio_fake.base_url, messaging_service_sid="MG" + "0" * 32)
+    await provider.start()
+    try:
+        result = await provider.send(SMS)
+    finally:
+        await provider.close()
+    assert result.status == "accepted"
+    form = twilio_fake.requests[0].form
+    assert form["MessagingServiceSid"] == "MG" + "0" * 32
+    assert "From" not in form
+
+
+CASES = [
+    ("invalid-to", dict(status=400, code=21211, message="The 'To' number is not valid."),
+     SendErrorKind.REJECTED, "21211", False),
+    ("stopped", dict(status=400, code=21610, message="Attempt to send to unsubscribed"),
+     SendErrorKind.CONTACT_STOPPED, "21610", False),
+    ("rate-limited", dict(status=429, code=20429, message="Too Many Requests"),
+     SendErrorKind.RATE_LIMITED, "20429", True),
+    ("server-error", dict(status=500, code=20500, message="Internal Server Error"),
+     SendErrorKind.SERVER_ERROR, "20500", True),
+    ("unavailable", dict(status=503, code=None, message="Service Unavailable"),
+     SendErrorKind.SERVER_ERROR, None, True),
+]
+
+
+@pytest.mark.parametrize(("script", "kind", "code", "transient"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_errors_are_classified(provider: TwilioProvider, twilio_fake: FakeTwilio,
+                                     script: dict[str, Any], kind: SendErrorKind,
+                                     code: str | None, transient: bool) -> None:
+    twilio_fake.then(**script)
+    with pytest.raises(SendError) as caught:
+        await provider.send(SMS)
+    assert caught.value.kind is kind
+    assert caught.value.provider_code == code
+    assert caught.value.transient is transient
+    assert caught.value.provider_http_status == script["status"]
+    assert script["message"] in caught.value.detail
+    assert len(twilio_fake.requests) == 1  # the library made one attempt; retries are ours
+
+
+async def test_wrong_credentials_are_transient_so_nothing_is_dropped(
+        twilio_fake: FakeTwilio) -> None:
+    provider = make_provider(twilio_fake.base_url, auth_token="f" * 32)
+    await provider.start()
+    try:
+        with pytest.raises(SendError) as caught:
+            await provider.send(SMS)
+    finally:
+        await provider.close()
+    assert caught.value.kind is SendErrorKind.AUTH
+    assert caught.value.provider_code == "20003"
+    assert caught.value.transient
+
+
+async def test_timeout_is_transient_and_flagged_for_reconciliation(
+        twilio_fake: FakeTwilio) -> None:
+    provider = make_provider(twilio_fake.base_url, timeout_seconds=0.3)
+    await provider.start()
+    twilio_fake.then(delay=2.0)
+    try:
+        with pytest.raises(SendError) as caught:
+            await provider.send(SMS)
+    finally:
+        await provider.close()
+    assert caught.value.kind is SendErrorKind.TIMEOUT
+    assert caught.value.transient
+    assert "0.3s" in caught.value.detail
+
+
+async def test_unreachable_provider_is_a_transient_connection_error() -> None:
+    provider = make_provider(f"http://127.0.0.1:{free_port()}")
+    await provider.start()
+    try:
+        with pytest.raises(SendError) as caught:
+            await provider.send(SMS)
+    finally:
+        await provider.close()
+    assert caught.value.kind is SendErrorKind.CONNECTION
+    assert caught.value.transient
+
+
+async def test_fake_callbacks_reach_the_app_signed(make_config: ConfigFactory,
+                                                   make_client: Any,
+                                                   twilio_fake: FakeTwilio) -> None:
+    """End to end: the app sends through Twilio, Twilio calls back, receipts are logged."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    config = make_config(service={"public_url": public}, provider={
+        "kind": "twilio", "twilio": {**TWILIO, "api_base_url": twilio_fake.base_url}})
+    client = await make_client(config, port=port)
+    twilio_fake.send_callbacks = True
+    provider = client.app[keys.PROVIDER]
+    result = await provider.send(OutgoingSMS(
+        to_number="+15557654321", from_number="12345", body="Your order shipped",
+        status_callback=public + "/webhooks/twilio/status"))
+    for _ in range(100):
+        if len(twilio_fake.callback_responses) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert twilio_fake.callback_responses == [204, 204]
+    rows = await client.app[keys.DB].fetchall(
+        "SELECT provider_sid, status FROM status_callbacks ORDER BY id")
+    assert [tuple(r) for r in rows] == [(result.provider_sid, "sent"),
+                                        (result.provider_sid, "delivered")]
