@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -46,13 +47,14 @@ async def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> N
     await db.write(lambda tx: tx.execute(
         "INSERT INTO schema_migrations VALUES (999, 'from_the_future', '2030-01-01')"))
     await db.close()
-    with pytest.raises(SchemaError, match="schema version 999.*knows only up to"):
+    with pytest.raises(SchemaError, match=r"schema version 999.*knows only up to"):
         await Database.open(path)
 
 
 async def test_failed_migration_leaves_nothing_half_applied(tmp_path: Path) -> None:
     broken = [Migration(1, "ok", "CREATE TABLE a (x INTEGER);"),
-              Migration(2, "broken", "CREATE TABLE b (y INTEGER); INSERT INTO nowhere VALUES (1);")]
+              Migration(2, "broken",
+                        "CREATE TABLE b (y INTEGER); INSERT INTO nowhere VALUES (1);")]
     async with aiosqlite.connect(tmp_path / "m.sqlite3", isolation_level=None) as conn:
         with pytest.raises(SchemaError, match="migration 0002_broken failed"):
             await migrate(conn, broken)
@@ -67,7 +69,7 @@ async def test_failed_migration_leaves_nothing_half_applied(tmp_path: Path) -> N
 async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "mcrm.sqlite3")
 
-    def insert(i: int):  # noqa: ANN202 - a write function
+    def insert(i: int) -> Callable[[Tx], Awaitable[int]]:
         async def run(tx: Tx) -> int:
             return await tx.execute(
                 "INSERT INTO status_callbacks (provider, provider_sid, status, received_at,"
