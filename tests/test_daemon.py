@@ -200,3 +200,25 @@ def test_too_new_database_stops_start_with_a_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "schema version 99" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_readme_serve_command_runs_the_example_config(tmp_path: Path) -> None:
+    """`./scripts/serve` on config.example.toml (moved to a free port) becomes ready."""
+    port = free_port()
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    text = text.replace("port = 8080", f"port = {port}").replace(
+        "127.0.0.1:8080", f"127.0.0.1:{port}")
+    config = tmp_path / "config.toml"
+    config.write_text(text, encoding="utf-8")
+    proc = subprocess.Popen([str(ROOT / "scripts" / "serve"), "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        wait_ready(port, proc, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr
+    assert (tmp_path / "var" / "mcrm.sqlite3").exists()
