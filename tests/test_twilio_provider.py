@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,12 +28,28 @@ def make_provider(base_url: str, **changes: Any) -> TwilioProvider:
     return TwilioProvider(TwilioConfig(**settings))
 
 
+@contextlib.asynccontextmanager
+async def started(base_url: str, **changes: Any) -> AsyncIterator[TwilioProvider]:
+    provider = make_provider(base_url, **changes)
+    await provider.start()
+    try:
+        yield provider
+    finally:
+        await provider.close()
+
+
+async def send_error(base_url: str, **changes: Any) -> SendError:
+    """Sends one message through a fresh provider and returns the error it must raise."""
+    async with started(base_url, **changes) as provider:
+        with pytest.raises(SendError) as caught:
+            await provider.send(SMS)
+    return caught.value
+
+
 @pytest.fixture
 async def provider(twilio_fake: FakeTwilio) -> AsyncIterator[TwilioProvider]:
-    provider = make_provider(twilio_fake.base_url)
-    await provider.start()
-    yield provider
-    await provider.close()
+    async with started(twilio_fake.base_url) as provider:
+        yield provider
 
 
 async def test_send_goes_through_the_real_library(provider: TwilioProvider,
@@ -49,12 +66,8 @@ async def test_send_goes_through_the_real_library(provider: TwilioProvider,
 
 
 async def test_messaging_service_replaces_the_from_number(twilio_fake: FakeTwilio) -> None:
-    provider = make_provider(twilio_fake.base_url, messaging_service_sid="MG" + "0" * 32)
-    await provider.start()
-    try:
+    async with started(twilio_fake.base_url, messaging_service_sid="MG" + "0" * 32) as provider:
         result = await provider.send(SMS)
-    finally:
-        await provider.close()
     assert result.status == "accepted"
     form = twilio_fake.requests[0].form
     assert form["MessagingServiceSid"] == "MG" + "0" * 32
@@ -93,43 +106,25 @@ async def test_errors_are_classified(provider: TwilioProvider, twilio_fake: Fake
 
 async def test_wrong_credentials_are_transient_so_nothing_is_dropped(
         twilio_fake: FakeTwilio) -> None:
-    provider = make_provider(twilio_fake.base_url, auth_token="f" * 32)
-    await provider.start()
-    try:
-        with pytest.raises(SendError) as caught:
-            await provider.send(SMS)
-    finally:
-        await provider.close()
-    assert caught.value.kind is SendErrorKind.AUTH
-    assert caught.value.provider_code == "20003"
-    assert caught.value.transient
+    error = await send_error(twilio_fake.base_url, auth_token="f" * 32)
+    assert error.kind is SendErrorKind.AUTH
+    assert error.provider_code == "20003"
+    assert error.transient
 
 
 async def test_timeout_is_transient_and_flagged_for_reconciliation(
         twilio_fake: FakeTwilio) -> None:
-    provider = make_provider(twilio_fake.base_url, timeout_seconds=0.3)
-    await provider.start()
     twilio_fake.then(delay=2.0)
-    try:
-        with pytest.raises(SendError) as caught:
-            await provider.send(SMS)
-    finally:
-        await provider.close()
-    assert caught.value.kind is SendErrorKind.TIMEOUT
-    assert caught.value.transient
-    assert "0.3s" in caught.value.detail
+    error = await send_error(twilio_fake.base_url, timeout_seconds=0.3)
+    assert error.kind is SendErrorKind.TIMEOUT
+    assert error.transient
+    assert "0.3s" in error.detail
 
 
 async def test_unreachable_provider_is_a_transient_connection_error() -> None:
-    provider = make_provider(f"http://127.0.0.1:{free_port()}")
-    await provider.start()
-    try:
-        with pytest.raises(SendError) as caught:
-            await provider.send(SMS)
-    finally:
-        await provider.close()
-    assert caught.value.kind is SendErrorKind.CONNECTION
-    assert caught.value.transient
+    error = await send_error(f"http://127.0.0.1:{free_port()}")
+    assert error.kind is SendErrorKind.CONNECTION
+    assert error.transient
 
 
 async def test_fake_callbacks_reach_the_app_signed(make_config: ConfigFactory,
