@@ -52,7 +52,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
                              max_batch=config.database.max_batch)
     log.info("database %s open", path)
     app[keys.DB] = db
-    app[keys.INGEST] = Ingest(db, app[keys.METRICS])
+    app[keys.INGEST] = Ingest(db, app[keys.METRICS],
+                              frozenset(s.code for s in config.short_codes))
     registry = app[keys.METRICS].registry
 
     async def depth() -> dict[tuple[tuple[str, str], ...], float]:

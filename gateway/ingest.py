@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 class Ingest:
     """Stores inbound messages (once per provider id) and every delivery receipt."""
 
-    def __init__(self, db: Database, metrics: GatewayMetrics) -> None:
+    def __init__(self, db: Database, metrics: GatewayMetrics,
+                 short_codes: frozenset[str] = frozenset()) -> None:
         self.db, self.metrics = db, metrics
+        self.short_codes = short_codes
 
     async def inbound(self, msg: InboundMessage) -> bool:
         """Store `msg`; False when the provider had delivered this message id before."""
@@ -27,7 +29,9 @@ class Ingest:
             log.info("inbound %s from %s already stored: provider retry", msg.provider_sid,
                      mask(msg.from_number))
             return False
-        self.metrics.inbound.inc(short_code=msg.to_number)
+        # Only our own numbers become label values: a forged To must not grow the series.
+        label = msg.to_number if msg.to_number in self.short_codes else "other"
+        self.metrics.inbound.inc(short_code=label)
         log.info("inbound %s from %s to %s stored as #%d", msg.provider_sid,
                  mask(msg.from_number), msg.to_number, rowid)
         return True

@@ -162,6 +162,14 @@ class TestInbound:
         assert "2048 bytes" in body["error"]["message"]
         assert await stored(client, "inbound_messages") == []
 
+    async def test_unknown_short_code_is_stored_under_one_metric_label(self, client: Any) -> None:
+        for i, to in enumerate(("99999", "88888")):
+            await client.post("/webhooks/twilio/sms", data=inbound(sid=f"SM{i}", To=to))
+        assert len(await stored(client, "inbound_messages")) == 2
+        metrics = await (await client.get("/metrics")).text()
+        assert 'mcrm_inbound_messages_total{short_code="other"} 2' in metrics
+        assert "99999" not in metrics
+
     async def test_unicode_body_is_kept_exactly(self, client: Any) -> None:
         text = "سلام 👋 ۱۲"
         await client.post("/webhooks/twilio/sms", data=inbound(Body=text))
