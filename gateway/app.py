@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from gateway import keys
@@ -22,9 +23,11 @@ from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics
+from gateway.profiles import ProfileStore
 from gateway.providers import Provider
 from gateway.providers.sandbox import SandboxProvider
 from gateway.providers.twilio import TwilioProvider
+from gateway.sync import SyncHub, SyncRelay
 from gateway.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,8 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.METRICS] = GatewayMetrics()
     app[keys.WORKERS] = Workers()
     app[keys.LIFECYCLE] = Lifecycle()
-    app.cleanup_ctx.extend([database_ctx, workers_ctx, provider_ctx])
+    app.cleanup_ctx.extend([database_ctx, http_client_ctx, workers_ctx, sync_ctx,
+                            provider_ctx])
     app.add_routes(webhooks.routes)
     app.add_routes(health.routes)
     app.add_routes(api.routes)
@@ -52,8 +56,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
                              max_batch=config.database.max_batch)
     log.info("database %s open", path)
     app[keys.DB] = db
-    app[keys.INGEST] = Ingest(db, app[keys.METRICS],
-                              frozenset(s.code for s in config.short_codes))
+    app[keys.PROFILES] = ProfileStore(
+        sync_endpoints=tuple(e.name for e in config.sync.endpoints),
+        default_region=config.phone.default_region)
     registry = app[keys.METRICS].registry
 
     async def depth() -> dict[tuple[tuple[str, str], ...], float]:
@@ -70,9 +75,42 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("database closed")
 
 
+async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One shared client session for outgoing HTTP (CRM sync)."""
+    async with aiohttp.ClientSession() as session:
+        app[keys.HTTP] = session
+        yield
+
+
 async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[keys.WORKERS].stop()
+
+
+async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, metrics, db = app[keys.CONFIG], app[keys.METRICS], app[keys.DB]
+    relays = [SyncRelay(db, app[keys.CLOCK], app[keys.HTTP], endpoint, config.sync, metrics)
+              for endpoint in config.sync.endpoints]
+    hub = SyncHub(relays)
+    app[keys.SYNC] = hub
+    app[keys.INGEST] = Ingest(db, metrics, app[keys.PROFILES],
+                              short_codes=frozenset(s.code for s in config.short_codes),
+                              committed=hub.wake)
+    for relay in relays:
+        app[keys.WORKERS].start(f"sync:{relay.endpoint.name}", relay.run)
+
+    async def backlog() -> dict[tuple[tuple[str, str], ...], float]:
+        return {(("endpoint", s["endpoint"]),): float(s["backlog"]) for s in await hub.status()}
+
+    async def dead() -> dict[tuple[tuple[str, str], ...], float]:
+        return {(("endpoint", s["endpoint"]),): float(s["dead_letters"])
+                for s in await hub.status()}
+
+    metrics.registry.gauge("mcrm_sync_backlog", "Profile events waiting for the CRM.", backlog)
+    metrics.registry.gauge("mcrm_sync_dead_letters", "Profile events given up on.", dead)
+    yield
+    for relay in relays:
+        await app[keys.WORKERS].stop(f"sync:{relay.endpoint.name}")
 
 
 async def provider_ctx(app: web.Application) -> AsyncIterator[None]:

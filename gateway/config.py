@@ -97,6 +97,32 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class SyncEndpointConfig:
+    name: str
+    url: str
+    #: Key of the HMAC-SHA256 signature the receiver checks (X-MCRM-Signature).
+    secret: Secret
+    timeout_seconds: float = 10.0
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    endpoints: tuple[SyncEndpointConfig, ...] = ()
+    #: Events still undelivered this long after they were queued become dead letters.
+    max_age_hours: float = 72.0
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    poll_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    #: Largest file `POST /api/v1/profiles/import` accepts.
+    max_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["plain", "json"] = "plain"
@@ -112,6 +138,8 @@ class Config:
     short_codes: tuple[ShortCodeConfig, ...] = ()
     programs: tuple[ProgramConfig, ...] = ()
     api: ApiConfig = field(default_factory=ApiConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the settings came from; relative paths in the file are taken from its folder.
     source: str = "<defaults>"
@@ -310,9 +338,38 @@ def _check(config: Config, file: str) -> None:
                                              f"{keywords[slot]!r} on short code {slot[0]}")
             keywords[slot] = program.id
 
+    _check_sync(config.sync, fail)
+    if config.imports.max_bytes < 1024:
+        fail("imports.max_bytes", "must be at least 1024")
+
     for i, token in enumerate(config.api.tokens):
         if len(token) < 16:
             fail(f"api.tokens[{i}]", "must be at least 16 characters long")
+
+
+def _check_sync(sync: SyncConfig, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    for name in ("max_age_hours", "retry_initial_seconds", "retry_max_seconds",
+                 "poll_interval_seconds"):
+        if getattr(sync, name) <= 0:
+            fail(f"sync.{name}", "must be greater than 0")
+    if sync.retry_max_seconds < sync.retry_initial_seconds:
+        fail("sync.retry_max_seconds", "must not be less than sync.retry_initial_seconds")
+    names: set[str] = set()
+    for i, endpoint in enumerate(sync.endpoints):
+        key = f"sync.endpoints[{i}]"
+        if not endpoint.name or not endpoint.name.replace("-", "").replace("_", "").isalnum():
+            fail(f"{key}.name", f"must be letters, digits, '-' or '_', got {endpoint.name!r}")
+        if endpoint.name in names:
+            fail(f"{key}.name", f"endpoint name {endpoint.name!r} is used twice")
+        names.add(endpoint.name)
+        if not endpoint.url.startswith(("http://", "https://")):
+            fail(f"{key}.url", "must start with http:// or https://")
+        if len(endpoint.secret) < 16:
+            fail(f"{key}.secret", "must be at least 16 characters long")
+        if endpoint.timeout_seconds <= 0:
+            fail(f"{key}.timeout_seconds", "must be greater than 0")
+        if not 1 <= endpoint.batch_size <= 1000:
+            fail(f"{key}.batch_size", "must be from 1 to 1000")
 
 
 def _join(key: str, name: str) -> str:

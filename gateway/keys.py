@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from gateway.clock import Clock
@@ -10,7 +11,9 @@ from gateway.db import Database
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics
+from gateway.profiles import ProfileStore
 from gateway.providers import Provider
+from gateway.sync import SyncHub
 from gateway.workers import Workers
 
 CONFIG = web.AppKey("config", Config)
@@ -21,3 +24,6 @@ PROVIDER = web.AppKey("provider", Provider)
 WORKERS = web.AppKey("workers", Workers)
 INGEST = web.AppKey("ingest", Ingest)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+PROFILES = web.AppKey("profiles", ProfileStore)
+SYNC = web.AppKey("sync", SyncHub)
+HTTP = web.AppKey("http", aiohttp.ClientSession)

@@ -130,6 +130,10 @@ class GatewayMetrics:
             "mcrm_status_callbacks_total", "Delivery receipts received, by status.")
         self.webhook_rejected = self.registry.counter(
             "mcrm_webhook_rejected_total", "Webhooks refused, by endpoint and reason.")
+        self.sync_delivered = self.registry.counter(
+            "mcrm_sync_delivered_total", "Profile events delivered to the CRM, by endpoint.")
+        self.sync_failures = self.registry.counter(
+            "mcrm_sync_failures_total", "Failed CRM deliveries (batches), by endpoint.")
         self.webhook_latency = self.registry.histogram(
             "mcrm_webhook_duration_seconds", "Time to answer a provider webhook.",
             (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))

@@ -1,0 +1,113 @@
+"""SQL for customer profiles, their timeline, the CRM sync outbox and suppressions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.clock import isoformat
+from gateway.db import Database, Row, Tx
+
+PROFILE_COLUMNS = (
+    "phone, first_name, last_name, email, language, time_zone, attributes_json, tags_json,"
+    " inbound_count, outbound_count, delivered_count, failed_count, last_inbound_at,"
+    " last_outbound_at, seq, created_at, updated_at")
+FIELDS = ("first_name", "last_name", "email", "language", "time_zone")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+async def ensure(tx: Tx, phone: str, now: datetime) -> bool:
+    """Create an empty profile for `phone` unless one exists; True when created."""
+    return bool(await tx.execute(
+        "INSERT INTO profiles (phone, created_at, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (phone) DO NOTHING", (phone, isoformat(now), isoformat(now))))
+
+
+async def get(db_or_tx: Database | Tx, phone: str) -> Row | None:
+    return await db_or_tx.fetchone(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE phone = ?",
+                                   (phone,))
+
+
+async def write_fields(tx: Tx, phone: str, values: dict[str, Any], now: datetime) -> None:
+    """Set profile columns (`FIELDS`, attributes_json, tags_json) to `values`."""
+    allowed = set(FIELDS) | {"attributes_json", "tags_json"}
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValueError(f"not profile columns: {sorted(unknown)}")
+    if not values:
+        return
+    names = sorted(values)
+    assignments = ", ".join(f"{name} = ?" for name in names)
+    await tx.execute(f"UPDATE profiles SET {assignments}, updated_at = ? WHERE phone = ?",
+                     (*(values[n] for n in names), isoformat(now), phone))
+
+
+async def count_inbound(tx: Tx, phone: str, at: datetime) -> None:
+    await tx.execute("UPDATE profiles SET inbound_count = inbound_count + 1,"
+                     " last_inbound_at = ?, updated_at = ? WHERE phone = ?",
+                     (isoformat(at), isoformat(at), phone))
+
+
+async def count_outbound(tx: Tx, phone: str, at: datetime) -> None:
+    await tx.execute("UPDATE profiles SET outbound_count = outbound_count + 1,"
+                     " last_outbound_at = ?, updated_at = ? WHERE phone = ?",
+                     (isoformat(at), isoformat(at), phone))
+
+
+async def count_delivery(tx: Tx, phone: str, delivered: bool, at: datetime) -> None:
+    column = "delivered_count" if delivered else "failed_count"
+    await tx.execute(f"UPDATE profiles SET {column} = {column} + 1, updated_at = ?"
+                     " WHERE phone = ?", (isoformat(at), phone))
+
+
+async def next_seq(tx: Tx, phone: str) -> int:
+    row = await tx.fetchone("UPDATE profiles SET seq = seq + 1 WHERE phone = ? RETURNING seq",
+                            (phone,))
+    if row is None:
+        raise LookupError(f"no profile for {phone}")
+    return int(row[0])
+
+
+async def insert_event(tx: Tx, *, event_id: str, phone: str, seq: int, type_: str,
+                       occurred_at: datetime, data: dict[str, Any],
+                       profile: dict[str, Any]) -> int:
+    return await tx.execute(
+        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json,"
+        " profile_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event_id, phone, seq, type_, isoformat(occurred_at), dumps(data), dumps(profile)))
+
+
+async def enqueue_sync(tx: Tx, event_ref: int, endpoints: Sequence[str], now: datetime) -> None:
+    stamp = isoformat(now)
+    await tx.executemany(
+        "INSERT INTO sync_outbox (event_ref, endpoint, state, enqueued_at, next_attempt_at)"
+        " VALUES (?, ?, 'pending', ?, ?)", [(event_ref, name, stamp, stamp) for name in endpoints])
+
+
+async def timeline(db: Database, phone: str, *, after_seq: int, limit: int) -> list[Row]:
+    return await db.fetchall(
+        "SELECT event_id, seq, type, occurred_at, data_json FROM profile_events"
+        " WHERE phone = ? AND seq > ? ORDER BY seq LIMIT ?", (phone, after_seq, limit))
+
+
+async def page(db: Database, *, after_phone: str, limit: int, where: str = "",
+               params: Sequence[Any] = ()) -> list[Row]:
+    clause = f" AND ({where})" if where else ""
+    return await db.fetchall(
+        f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE phone > ?{clause}"
+        " ORDER BY phone LIMIT ?", (after_phone, *params, limit))
+
+
+async def suppress(tx: Tx, phone: str, reason: str, now: datetime) -> None:
+    await tx.execute("INSERT INTO suppressions (phone, reason, created_at) VALUES (?, ?, ?)"
+                     " ON CONFLICT (phone) DO NOTHING", (phone, reason, isoformat(now)))
+
+
+async def is_suppressed(db_or_tx: Database | Tx, phone: str) -> bool:
+    return await db_or_tx.fetchone("SELECT 1 FROM suppressions WHERE phone = ?",
+                                   (phone,)) is not None
