@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -68,6 +69,7 @@ class Profile:
     last_outbound_at: str | None = None
     created_at: str = ""
     updated_at: str = ""
+    seq: int = 0  # events recorded so far; the next event is seq + 1
 
     @classmethod
     def from_row(cls, row: Row) -> Profile:
@@ -79,7 +81,7 @@ class Profile:
             outbound_count=row["outbound_count"], delivered_count=row["delivered_count"],
             failed_count=row["failed_count"], last_inbound_at=row["last_inbound_at"],
             last_outbound_at=row["last_outbound_at"], created_at=row["created_at"],
-            updated_at=row["updated_at"])
+            updated_at=row["updated_at"], seq=row["seq"])
 
     @property
     def effective_time_zones(self) -> tuple[str, ...]:
@@ -199,6 +201,39 @@ def parse_date(text: str) -> str:
     return isoformat(parsed)
 
 
+def plan_change(before: Profile, changes: ProfileChanges) -> tuple[Profile, dict[str, Any]]:
+    """The profile after `changes`, and what changed ({name: {"old", "new"}})."""
+    attributes = {} if changes.replace_attributes else dict(before.attributes)
+    for name, value in changes.attributes.items():
+        if value is None:
+            attributes.pop(name, None)
+        else:
+            attributes[name] = value
+    tags = list(dict.fromkeys(changes.replace_tags)) if changes.replace_tags is not None \
+        else list(before.tags)
+    tags += [t for t in changes.tags_add if t not in tags]
+    tags = [t for t in tags if t not in changes.tags_remove]
+    diff: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    for name, value in changes.fields.items():
+        if getattr(before, name) != value:
+            diff[name] = {"old": getattr(before, name), "new": value}
+            values[name] = value
+    if attributes != before.attributes:
+        diff["attributes"] = {"old": before.attributes, "new": attributes}
+    if tuple(tags) != before.tags:
+        diff["tags"] = {"old": list(before.tags), "new": tags}
+    return replace(before, **values, attributes=attributes, tags=tuple(tags)), diff
+
+
+def profile_row(p: Profile) -> tuple[Any, ...]:
+    """The profile as a row in `sql.PROFILE_COLUMNS` order."""
+    return (p.phone, p.first_name, p.last_name, p.email, p.language, p.time_zone,
+            sql.dumps(p.attributes), sql.dumps(list(p.tags)), p.inbound_count,
+            p.outbound_count, p.delivered_count, p.failed_count, p.last_inbound_at,
+            p.last_outbound_at, p.seq, p.created_at, p.updated_at)
+
+
 class ProfileStore:
     """Profile changes and timeline events, each written inside the caller's transaction."""
 
@@ -235,41 +270,58 @@ class ProfileStore:
     async def apply(self, tx: Tx, phone: str, changes: ProfileChanges, at: datetime, *,
                     source: str, event_type: str = "profile.updated") -> Profile:
         """Change a profile (creating it if new); records what changed, if anything did."""
-        created = await sql.ensure(tx, phone, at)
-        before = await self.load(tx, phone)
-        assert before is not None
-        attributes = {} if changes.replace_attributes else dict(before.attributes)
-        for name, value in changes.attributes.items():
-            if value is None:
-                attributes.pop(name, None)
-            else:
-                attributes[name] = value
-        if changes.replace_tags is not None:
-            tags = list(dict.fromkeys(changes.replace_tags))
-        else:
-            tags = list(before.tags)
-        tags += [t for t in changes.tags_add if t not in tags]
-        tags = [t for t in tags if t not in changes.tags_remove]
-        diff: dict[str, Any] = {}
-        values: dict[str, Any] = {}
-        for name, value in changes.fields.items():
-            if getattr(before, name) != value:
-                diff[name] = {"old": getattr(before, name), "new": value}
-                values[name] = value
-        if attributes != before.attributes:
-            diff["attributes"] = {"old": before.attributes, "new": attributes}
-            values["attributes_json"] = sql.dumps(attributes)
-        if tuple(tags) != before.tags:
-            diff["tags"] = {"old": list(before.tags), "new": tags}
-            values["tags_json"] = sql.dumps(tags)
-        if values:
-            await sql.write_fields(tx, phone, values, at)
-        if diff or created:
-            await self.record(tx, phone, event_type,
-                              {"source": source, "created": created, "changes": diff}, at)
+        await self.apply_many(tx, [(phone, changes)], at, source=source, event_type=event_type)
         after = await self.load(tx, phone)
         assert after is not None
         return after
+
+    async def apply_many(self, tx: Tx, items: Sequence[tuple[str, ProfileChanges]],
+                         at: datetime, *, source: str, event_type: str = "profile.updated"
+                         ) -> tuple[int, int]:
+        """Many changes in a handful of statements (imports); returns (created, changed).
+
+        Each phone may appear once in `items` (merge duplicates first).
+        """
+        stamp = isoformat(at)
+        existing = {row["phone"]: Profile.from_row(row)
+                    for row in await sql.get_many(tx, [phone for phone, _ in items])}
+        rows: list[Profile] = []
+        events: list[tuple[str, Profile, dict[str, Any]]] = []
+        created = changed = 0
+        for phone, changes in items:
+            before = existing.get(phone)
+            is_new = before is None
+            base = before or Profile(phone=phone, created_at=stamp, updated_at=stamp)
+            after, diff = plan_change(base, changes)
+            if not diff and not is_new:
+                continue
+            after = replace(after, seq=base.seq + 1, updated_at=stamp)
+            rows.append(after)
+            events.append((str(uuid.uuid4()), after,
+                           {"source": source, "created": is_new, "changes": diff}))
+            created += is_new
+            changed += not is_new
+        if not rows:
+            return 0, 0
+        await sql.upsert_many(tx, [profile_row(p) for p in rows])
+        await sql.insert_events_many(tx, [
+            (event_id, p.phone, p.seq, event_type, stamp, sql.dumps(data),
+             sql.dumps(p.to_dict())) for event_id, p, data in events])
+        if self.sync_endpoints:
+            await sql.enqueue_sync_many(tx, [e[0] for e in events], self.sync_endpoints, at)
+        return created, changed
+
+    async def erase(self, tx: Tx, phone: str, at: datetime) -> str:
+        """Erase personal data of `phone`, keep its suppression record, tell the CRM.
+
+        The number itself stays in the suppression list (so it is never messaged again
+        without a new opt-in) and in the delivery log; names, email, attributes, tags,
+        message bodies and raw provider parameters are blanked everywhere.
+        """
+        await sql.ensure(tx, phone, at)
+        await sql.redact_person(tx, phone)
+        await sql.suppress(tx, phone, "erased", at)
+        return await self.record(tx, phone, "profile.erased", {"suppressed": True}, at)
 
     async def on_inbound(self, tx: Tx, msg: InboundMessage) -> None:
         await sql.ensure(tx, msg.from_number, msg.received_at)

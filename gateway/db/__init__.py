@@ -120,6 +120,16 @@ class Database:
         """Raises when the file cannot be read (readiness probe)."""
         await self.fetchone("SELECT 1")
 
+    async def checkpoint(self, attempts: int = 20) -> bool:
+        """Copy the WAL into the main file and truncate it, so that data overwritten in the
+        file (an erasure) no longer survives in old WAL frames. True when it completed."""
+        for _ in range(attempts):
+            row = await self.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+            if row is not None and row[0] == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def close(self) -> None:
         """Finish every write already handed in, then close both connections."""
         if self._closing:
@@ -188,6 +198,8 @@ async def _connect(path: str | Path, busy_timeout_ms: int) -> aiosqlite.Connecti
         # FULL: a commit survives power loss, not just a crash; group commit pays for it.
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
+        # Erased personal data must not linger in free pages of the file.
+        await conn.execute("PRAGMA secure_delete = ON")
     except BaseException:
         await conn.close()
         raise

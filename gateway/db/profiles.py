@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,18 +33,44 @@ async def get(db_or_tx: Database | Tx, phone: str) -> Row | None:
                                    (phone,))
 
 
-async def write_fields(tx: Tx, phone: str, values: dict[str, Any], now: datetime) -> None:
-    """Set profile columns (`FIELDS`, attributes_json, tags_json) to `values`."""
-    allowed = set(FIELDS) | {"attributes_json", "tags_json"}
-    unknown = set(values) - allowed
-    if unknown:
-        raise ValueError(f"not profile columns: {sorted(unknown)}")
-    if not values:
-        return
-    names = sorted(values)
-    assignments = ", ".join(f"{name} = ?" for name in names)
-    await tx.execute(f"UPDATE profiles SET {assignments}, updated_at = ? WHERE phone = ?",
-                     (*(values[n] for n in names), isoformat(now), phone))
+async def get_many(tx: Tx, phones: Sequence[str], chunk: int = 500) -> list[Row]:
+    rows: list[Row] = []
+    for i in range(0, len(phones), chunk):
+        part = phones[i:i + chunk]
+        rows += await tx.fetchall(
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE phone IN ({_marks(part)})", part)
+    return rows
+
+
+async def upsert_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
+    """Write whole profiles (in PROFILE_COLUMNS order); counters of existing rows are kept,
+    so a change planned from a profile never undoes a count made meanwhile."""
+    marks = ", ".join("?" * len(PROFILE_COLUMNS.split(",")))
+    changed = ", ".join(f"{c} = excluded.{c}" for c in (
+        *FIELDS, "attributes_json", "tags_json", "seq", "updated_at"))
+    await tx.executemany(
+        f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES ({marks})"
+        f" ON CONFLICT (phone) DO UPDATE SET {changed}", rows)
+
+
+async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
+    """Rows of (event_id, phone, seq, type, occurred_at, data_json, profile_json)."""
+    await tx.executemany(
+        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json,"
+        " profile_json) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+async def enqueue_sync_many(tx: Tx, event_ids: Sequence[str], endpoints: Sequence[str],
+                            now: datetime) -> None:
+    stamp = isoformat(now)
+    await tx.executemany(
+        "INSERT INTO sync_outbox (event_ref, endpoint, state, enqueued_at, next_attempt_at)"
+        " SELECT id, ?, 'pending', ?, ? FROM profile_events WHERE event_id = ?",
+        [(name, stamp, stamp, event_id) for event_id in event_ids for name in endpoints])
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ",".join("?" * len(items))
 
 
 async def count_inbound(tx: Tx, phone: str, at: datetime) -> None:
@@ -111,3 +137,19 @@ async def suppress(tx: Tx, phone: str, reason: str, now: datetime) -> None:
 async def is_suppressed(db_or_tx: Database | Tx, phone: str) -> bool:
     return await db_or_tx.fetchone("SELECT 1 FROM suppressions WHERE phone = ?",
                                    (phone,)) is not None
+
+
+async def redact_person(tx: Tx, phone: str) -> None:
+    """Blank everything personal about `phone`, wherever it is stored; keep the counts."""
+    await tx.execute(
+        "UPDATE profiles SET first_name = NULL, last_name = NULL, email = NULL,"
+        " language = NULL, time_zone = NULL, attributes_json = '{}', tags_json = '[]'"
+        " WHERE phone = ?", (phone,))
+    await tx.execute("UPDATE profile_events SET data_json = '{\"redacted\":true}',"
+                     " profile_json = '{}' WHERE phone = ?", (phone,))
+    await tx.execute("UPDATE inbound_messages SET body = '', params_json = '{}'"
+                     " WHERE from_number = ?", (phone,))
+    await tx.execute("UPDATE outbound_messages SET body = '' WHERE to_number = ?", (phone,))
+    await tx.execute("UPDATE sandbox_messages SET body = '' WHERE to_number = ?", (phone,))
+    await tx.execute("UPDATE status_callbacks SET params_json = '{}'"
+                     " WHERE json_extract(params_json, '$.To') = ?", (phone,))

@@ -12,6 +12,136 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _op(summary: str, operation_id: str, ok: dict[str, Any], *, params: list[Any] | None = None,
+        body: dict[str, Any] | None = None, errors: tuple[str, ...] = ("400",)
+        ) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "operationId": operation_id,
+                          "responses": {**ok, "401": _UNAUTHORIZED,
+                                        **{code: _ERROR for code in errors}}}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    return op
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_PHONE = {"name": "phone", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "The customer's number, E.164 (URL-encode the +) or national form."}
+_CURSOR = {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+_PROFILE_BODY = {"required": True, "content": {"application/json": {
+    "schema": _ref("ProfileChanges")}}}
+
+PROFILE_PATHS: dict[str, Any] = {
+    "/api/v1/profiles": {"get": _op(
+        "Profiles, optionally in a segment, paginated", "listProfiles",
+        {"200": _json({"type": "object", "properties": {
+            "profiles": {"type": "array", "items": _ref("Profile")},
+            "next_cursor": {"type": ["string", "null"]}}}, "A page of profiles")},
+        params=[{"name": "segment", "in": "query", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "JSON segment: {\"all\": [{\"tag\": \"vip\"}, "
+                                "{\"attribute\": \"age\", \"op\": \"gte\", "
+                                "\"value\": 18}]}"}, _CURSOR, _LIMIT])},
+    "/api/v1/profiles/{phone}": {
+        "get": _op("One profile", "getProfile",
+                   {"200": _json(_ref("Profile"), "The profile")}, params=[_PHONE],
+                   errors=("400", "404")),
+        "put": _op("Replace a profile's fields, attributes and tags", "putProfile",
+                   {"200": _json(_ref("Profile"), "The profile after the change")},
+                   params=[_PHONE], body=_PROFILE_BODY),
+        "patch": _op("Change the fields, attributes and tags the body names", "patchProfile",
+                     {"200": _json(_ref("Profile"), "The profile after the change")},
+                     params=[_PHONE], body=_PROFILE_BODY),
+        "delete": _op("Erase a customer's personal data (keeps the suppression record)",
+                      "eraseProfile", {"200": _json({"type": "object", "properties": {
+                          "phone": {"type": "string"}, "erased": {"type": "boolean"},
+                          "event_id": {"type": "string"}}}, "Erased")}, params=[_PHONE]),
+    },
+    "/api/v1/profiles/{phone}/timeline": {"get": _op(
+        "Every event of a profile, oldest first", "getTimeline",
+        {"200": _json({"type": "object", "properties": {
+            "events": {"type": "array", "items": _ref("TimelineEvent")},
+            "next_cursor": {"type": ["string", "null"]}}}, "A page of events")},
+        params=[_PHONE, _CURSOR, _LIMIT], errors=("400", "404"))},
+    "/api/v1/profiles/import": {"post": _op(
+        "Import profiles from CSV or JSON Lines", "importProfiles",
+        {"200": _json(_ref("ImportReport"), "What was imported")},
+        params=[{"name": "format", "in": "query", "required": False,
+                 "schema": {"enum": ["csv", "jsonl"]}},
+                {"name": "map", "in": "query", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "Column mapping: Mobile=phone,Age=attributes.age:integer"},
+                {"name": "atomic", "in": "query", "required": False,
+                 "schema": {"type": "boolean"},
+                 "description": "All rows or nothing: one invalid row, nothing is written"}],
+        body={"required": True, "content": {"text/csv": {"schema": {"type": "string"}},
+                                            "application/x-ndjson": {
+                                                "schema": {"type": "string"}}}},
+        errors=("400", "413"))},
+    "/api/v1/sync/status": {"get": _op(
+        "CRM sync backlog, lag, last error and dead letters per endpoint", "getSyncStatus",
+        {"200": _json({"type": "object", "properties": {"endpoints": {
+            "type": "array", "items": _ref("SyncStatus")}}}, "Status")}, errors=())},
+    "/api/v1/sync/dead-letters": {"get": _op(
+        "Events given up on after sync.max_age_hours", "listDeadLetters",
+        {"200": _json({"type": "object", "properties": {
+            "dead_letters": {"type": "array", "items": {"type": "object"}},
+            "next_cursor": {"type": ["string", "null"]}}}, "A page of dead letters")},
+        params=[{"name": "endpoint", "in": "query", "required": False,
+                 "schema": {"type": "string"}}, _CURSOR, _LIMIT])},
+    "/api/v1/sync/dead-letters/replay": {"post": _op(
+        "Queue dead letters for delivery again", "replayDeadLetters",
+        {"200": _json({"type": "object", "properties": {"replayed": {"type": "integer"}}},
+                      "How many were queued again")},
+        body={"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {
+                "endpoint": {"type": "string"},
+                "ids": {"type": "array", "items": {"type": "integer"}}}}}}})},
+}
+
+PROFILE_SCHEMAS: dict[str, Any] = {
+    "Profile": {"type": "object", "properties": {
+        "phone": {"type": "string"}, "first_name": {"type": ["string", "null"]},
+        "last_name": {"type": ["string", "null"]}, "email": {"type": ["string", "null"]},
+        "language": {"type": ["string", "null"]}, "time_zone": {"type": ["string", "null"]},
+        "derived_time_zones": {"type": "array", "items": {"type": "string"}},
+        "attributes": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
+        "counters": {"type": "object"}, "last_inbound_at": {"type": ["string", "null"]},
+        "last_outbound_at": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+        "updated_at": {"type": "string"}}},
+    "ProfileChanges": {"type": "object", "properties": {
+        "first_name": {"type": ["string", "null"]}, "last_name": {"type": ["string", "null"]},
+        "email": {"type": ["string", "null"]}, "language": {"type": ["string", "null"]},
+        "time_zone": {"type": ["string", "null"]}, "attributes": {"type": "object"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "add_tags": {"type": "array", "items": {"type": "string"}},
+        "remove_tags": {"type": "array", "items": {"type": "string"}}}},
+    "TimelineEvent": {"type": "object", "properties": {
+        "event_id": {"type": "string"}, "sequence": {"type": "integer"},
+        "type": {"type": "string"}, "occurred_at": {"type": "string"},
+        "data": {"type": "object"}}},
+    "ImportReport": {"type": "object", "properties": {
+        "rows": {"type": "integer"}, "valid": {"type": "integer"},
+        "invalid": {"type": "integer"}, "duplicates_merged": {"type": "integer"},
+        "created": {"type": "integer"}, "updated": {"type": "integer"},
+        "unchanged": {"type": "integer"}, "applied": {"type": "boolean"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "line": {"type": "integer"}, "message": {"type": "string"}}}}}},
+    "SyncStatus": {"type": "object", "properties": {
+        "endpoint": {"type": "string"}, "url": {"type": "string"},
+        "backlog": {"type": "integer"}, "lag_seconds": {"type": "number"},
+        "dead_letters": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+        "last_error_at": {"type": ["string", "null"]},
+        "last_success_at": {"type": ["string", "null"]},
+        "consecutive_failures": {"type": "integer"}}},
+}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -121,3 +251,6 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+SPEC["paths"].update(PROFILE_PATHS)
+SPEC["components"]["schemas"].update(PROFILE_SCHEMAS)
