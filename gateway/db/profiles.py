@@ -17,8 +17,12 @@ PROFILE_COLUMNS = (
 FIELDS = ("first_name", "last_name", "email", "language", "time_zone")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """Compact JSON, built once per encoder (json.dumps with options builds one per call)."""
+    return _ENCODER.encode(value)
 
 
 async def ensure(tx: Tx, phone: str, now: datetime) -> bool:
@@ -33,7 +37,7 @@ async def get(db_or_tx: Database | Tx, phone: str) -> Row | None:
                                    (phone,))
 
 
-async def get_many(tx: Tx, phones: Sequence[str], chunk: int = 500) -> list[Row]:
+async def get_many(tx: Tx | Database, phones: Sequence[str], chunk: int = 500) -> list[Row]:
     rows: list[Row] = []
     for i in range(0, len(phones), chunk):
         part = phones[i:i + chunk]
@@ -53,20 +57,26 @@ async def upsert_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
         f" ON CONFLICT (phone) DO UPDATE SET {changed}", rows)
 
 
+async def next_event_ref(tx: Tx) -> int:
+    """The row id the next event will get; safe because the caller holds the write lock."""
+    row = await tx.fetchone("SELECT COALESCE(MAX(id), 0) + 1 FROM profile_events")
+    return int(row[0]) if row else 1
+
+
 async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
-    """Rows of (event_id, phone, seq, type, occurred_at, data_json, profile_json)."""
+    """Rows of (id, event_id, phone, seq, type, occurred_at, data_json)."""
     await tx.executemany(
-        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json,"
-        " profile_json) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        "INSERT INTO profile_events (id, event_id, phone, seq, type, occurred_at, data_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-async def enqueue_sync_many(tx: Tx, event_ids: Sequence[str], endpoints: Sequence[str],
+async def enqueue_sync_many(tx: Tx, refs: Sequence[int], endpoints: Sequence[str],
                             now: datetime) -> None:
     stamp = isoformat(now)
     await tx.executemany(
         "INSERT INTO sync_outbox (event_ref, endpoint, state, enqueued_at, next_attempt_at)"
-        " SELECT id, ?, 'pending', ?, ? FROM profile_events WHERE event_id = ?",
-        [(name, stamp, stamp, event_id) for event_id in event_ids for name in endpoints])
+        " VALUES (?, ?, 'pending', ?, ?)",
+        [(ref, name, stamp, stamp) for ref in refs for name in endpoints])
 
 
 def _marks(items: Sequence[Any]) -> str:
@@ -100,12 +110,11 @@ async def next_seq(tx: Tx, phone: str) -> int:
 
 
 async def insert_event(tx: Tx, *, event_id: str, phone: str, seq: int, type_: str,
-                       occurred_at: datetime, data: dict[str, Any],
-                       profile: dict[str, Any]) -> int:
+                       occurred_at: datetime, data: dict[str, Any]) -> int:
     return await tx.execute(
-        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json,"
-        " profile_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event_id, phone, seq, type_, isoformat(occurred_at), dumps(data), dumps(profile)))
+        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (event_id, phone, seq, type_, isoformat(occurred_at), dumps(data)))
 
 
 async def enqueue_sync(tx: Tx, event_ref: int, endpoints: Sequence[str], now: datetime) -> None:
@@ -145,8 +154,8 @@ async def redact_person(tx: Tx, phone: str) -> None:
         "UPDATE profiles SET first_name = NULL, last_name = NULL, email = NULL,"
         " language = NULL, time_zone = NULL, attributes_json = '{}', tags_json = '[]'"
         " WHERE phone = ?", (phone,))
-    await tx.execute("UPDATE profile_events SET data_json = '{\"redacted\":true}',"
-                     " profile_json = '{}' WHERE phone = ?", (phone,))
+    await tx.execute("UPDATE profile_events SET data_json = '{\"redacted\":true}'"
+                     " WHERE phone = ?", (phone,))
     await tx.execute("UPDATE inbound_messages SET body = '', params_json = '{}'"
                      " WHERE from_number = ?", (phone,))
     await tx.execute("UPDATE outbound_messages SET body = '' WHERE to_number = ?", (phone,))

@@ -13,7 +13,7 @@ async def next_batch(db: Database, endpoint: str, limit: int) -> list[Row]:
     """The oldest pending events for `endpoint`, in the order they happened."""
     return await db.fetchall(
         "SELECT o.id, o.attempts, o.enqueued_at, e.event_id, e.phone, e.seq, e.type,"
-        " e.occurred_at, e.data_json, e.profile_json"
+        " e.occurred_at, e.data_json"
         " FROM sync_outbox o JOIN profile_events e ON e.id = o.event_ref"
         " WHERE o.endpoint = ? AND o.state = 'pending' ORDER BY o.id LIMIT ?",
         (endpoint, limit))

@@ -19,9 +19,8 @@ CREATE TABLE profiles (
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL
 );
-CREATE INDEX profiles_updated ON profiles(updated_at);
 
--- The timeline: every event of a profile, in order, with the profile as it was after it.
+-- The timeline: every event of a profile, in order, with what it changed or carried.
 CREATE TABLE profile_events (
     id            INTEGER PRIMARY KEY,
     event_id      TEXT NOT NULL UNIQUE,
@@ -30,7 +29,6 @@ CREATE TABLE profile_events (
     type          TEXT NOT NULL,
     occurred_at   TEXT NOT NULL,
     data_json     TEXT NOT NULL,
-    profile_json  TEXT NOT NULL,
     UNIQUE (phone, seq)
 );
 
