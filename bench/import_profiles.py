@@ -35,14 +35,15 @@ def make_csv(rows: int) -> list[str]:
     return out.getvalue().splitlines(keepends=True)
 
 
-async def run(rows: int, atomic: bool) -> float:
+async def run(rows: int, atomic: bool, in_worker: bool = True) -> float:
     lines = make_csv(rows)
     with tempfile.TemporaryDirectory() as folder:
         db = await Database.open(Path(folder) / "bench.sqlite3")
-        store = ProfileStore(sync_endpoints=("crm",), default_region="US")
+        store = ProfileStore(default_region="US")
         started = time.perf_counter()
         report = await import_profiles(db, store, lines, fmt="csv", at=datetime.now(UTC),
-                                       mapping=parse_mapping(MAPPING), atomic=atomic)
+                                       mapping=parse_mapping(MAPPING), atomic=atomic,
+                                       in_worker=in_worker)
         elapsed = time.perf_counter() - started
         await db.close()
     assert report.created == rows, report.to_dict()
@@ -51,10 +52,11 @@ async def run(rows: int, atomic: bool) -> float:
 
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    for atomic in (False, True):
-        elapsed = asyncio.run(run(rows, atomic))
-        print(f"import {rows:,} rows ({'atomic' if atomic else 'batched'}, 1 sync endpoint): "
-              f"{elapsed:.2f} s, {rows / elapsed:,.0f} rows/s")
+    for atomic, in_worker in ((False, True), (True, True), (False, False)):
+        elapsed = asyncio.run(run(rows, atomic, in_worker))
+        mode = ("atomic" if atomic else "batched") + (
+            ", checked in a worker process" if in_worker else ", checked inline")
+        print(f"import {rows:,} rows ({mode}): {elapsed:.2f} s, {rows / elapsed:,.0f} rows/s")
 
 
 if __name__ == "__main__":

@@ -57,9 +57,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
                              max_batch=config.database.max_batch)
     log.info("database %s open", path)
     app[keys.DB] = db
-    app[keys.PROFILES] = ProfileStore(
-        sync_endpoints=tuple(e.name for e in config.sync.endpoints),
-        default_region=config.phone.default_region)
+    app[keys.PROFILES] = ProfileStore(default_region=config.phone.default_region)
     registry = app[keys.METRICS].registry
 
     async def depth() -> dict[tuple[tuple[str, str], ...], float]:

@@ -9,10 +9,14 @@ invalid row, and nothing is written.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import csv
+import itertools
 import json
+import multiprocessing
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +28,7 @@ from gateway.profiles import (
     ProfileChanges,
     ProfileStore,
     check_attribute,
+    check_attribute_value,
     check_field,
     check_tag,
     parse_date,
@@ -33,6 +38,9 @@ KNOWN_TARGETS = {"phone", "tags", *FIELDS}
 TYPES = ("auto", "string", "number", "integer", "boolean", "date")
 MAX_REPORTED_ERRORS = 1000
 BATCH = 5000
+WORKER_CHUNK = 5000  # lines a worker process checks at a time
+#: Inputs from this size on are checked in a worker process (see import_profiles).
+WORKER_THRESHOLD_BYTES = 2 * 1024 * 1024
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 
@@ -154,48 +162,63 @@ def convert(value: Any, type_: str) -> Any:
             from None
 
 
+_SPLIT_TAGS = re.compile(r"[;,]")
+
+
 def _row_changes(record: dict[str, Any], targets: dict[str, Target], store: ProfileStore
                  ) -> tuple[str, ProfileChanges]:
+    """One row as (E.164 number, changes); ValueError naming the column otherwise.
+
+    This runs for every row of files with millions of them: keep it lean.
+    """
     phone = ""
     fields: dict[str, str | None] = {}
     attributes: dict[str, Any] = {}
     tags: list[str] = []
     for column, raw in record.items():
-        target = targets[column]
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if raw is None or raw == "" or (isinstance(raw, str) and raw.isspace()):
             continue  # an empty cell changes nothing
-        where = f"column {column!r}"
+        target = targets[column]
+        kind = target.kind
         try:
-            if target.kind == "phone":
+            if kind == "phone":
                 phone = store.normalise(str(raw))
-            elif target.kind == "field":
+            elif kind == "field":
                 fields[target.name] = check_field(target.name, raw)
-            elif target.kind == "tags":
-                items = raw if isinstance(raw, list) else re.split(r"[;,]", str(raw))
+            elif kind == "tags":
+                items = raw if isinstance(raw, list) else _SPLIT_TAGS.split(str(raw))
                 tags += [check_tag(t) for t in items if str(t).strip()]
-            else:
-                attributes[target.name] = check_attribute(target.name,
-                                                          convert(raw, target.type))
+            else:  # the attribute's name was checked once, when the header was read
+                attributes[target.name] = check_attribute_value(target.name,
+                                                                convert(raw, target.type))
         except (BadRequest, InvalidNumber, ValueError) as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise ValueError(f"column {column!r}: {exc}") from None
     if not phone:
         raise ValueError("no phone number")
     return phone, ProfileChanges(fields=fields, attributes=attributes, tags_add=tuple(tags))
 
 
-def read_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) pairs; a JSON line that does not parse is yielded as an error."""
+def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs; a JSON line that does not parse is yielded as an error.
+
+    `first_line`: the file's line number of the first record, when `lines` is a chunk of a
+    larger file (for CSV, the header followed by the chunk).
+    """
     if fmt == "csv":
         reader = csv.DictReader(lines)
         if not reader.fieldnames:
             raise ImportRejected("the file is empty: expected a header row")
+        offset = 0
         for record in reader:
+            if not offset and first_line:
+                offset = first_line - reader.line_num
             if None in record:
-                yield reader.line_num, {"__error__": "more cells than header columns"}
+                yield reader.line_num + offset, {"__error__": "more cells than header columns"}
                 continue
-            yield reader.line_num, dict(record)
+            yield reader.line_num + offset, dict(record)
     elif fmt == "jsonl":
-        for number, line in enumerate(lines, start=1):
+        for number, line in enumerate(lines, start=first_line or 1):
             if not line.strip():
                 continue
             try:
@@ -222,18 +245,22 @@ async def import_profiles(db: Database, store: ProfileStore, lines: Iterable[str
                           fmt: str, at: datetime, mapping: dict[str, str] | None = None,
                           atomic: bool = False,
                           progress: Callable[[int], None] | None = None,
-                          committed: Callable[[], None] = lambda: None) -> ImportReport:
+                          committed: Callable[[], None] = lambda: None,
+                          in_worker: bool = False) -> ImportReport:
     """Validate and apply `lines`; see the module docstring for the rules.
 
-    Validation (Python) of one chunk runs while the previous chunk's SQL runs in the database
-    thread, so the two overlap instead of adding up.
+    `in_worker`: parse and check rows in a second process while this one writes (worth its
+    start-up time from a few megabytes on).
     """
     report = ImportReport()
     chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
     state = {"abandoned": False}
+    if fmt not in ("csv", "jsonl"):
+        raise ImportRejected(f"unknown format {fmt!r}: use csv or jsonl")
+    source = _checked_in_worker if in_worker else _checked_inline
     producer = asyncio.create_task(_validate(
-        read_records(lines, fmt), mapping or {}, store, report, chunks, atomic, state,
-        progress))
+        source(lines, fmt, mapping or {}, store.default_region), report, chunks, atomic,
+        state, progress))
 
     async def apply(tx: Tx, part: list[tuple[str, ProfileChanges]]) -> tuple[int, int]:
         return await store.apply_many(tx, part, at, source="import",
@@ -275,12 +302,105 @@ class _Rollback(Exception):
     pass
 
 
-async def _validate(records: Iterator[tuple[int, dict[str, Any]]], mapping: dict[str, str],
-                    store: ProfileStore, report: ImportReport, chunks: asyncio.Queue[Any],
-                    atomic: bool, state: dict[str, bool],
-                    progress: Callable[[int], None] | None) -> None:
-    """Check rows and hand them on in chunks, merged by number; always ends with _DONE."""
+Checked = tuple[int, str | None, Any]  # (line, phone, changes) or (line, None, error)
+
+
+def check_records(records: Iterable[tuple[int, dict[str, Any]]], mapping: dict[str, str],
+                  region: str, *, phone_column: bool) -> list[Checked]:
+    """Check rows; pure, so it runs as well in a worker process as here.
+
+    `phone_column`: the rows share one header (CSV), which must name a phone column.
+    """
+    store = ProfileStore(default_region=region)
     targets: dict[str, Target] = {}
+    out: list[Checked] = []
+    for line, record in records:
+        error = record.pop("__error__", None)
+        if error is None:
+            try:
+                for column in record:
+                    if column not in targets:
+                        targets[column] = resolve_target(column, mapping)
+                if phone_column and not any(t.kind == "phone" for t in targets.values()):
+                    raise ImportRejected("no phone column: name one 'phone' or map one "
+                                         "(e.g. --map Mobile=phone)")
+                phone, changes = _row_changes(record, targets, store)
+            except ValueError as exc:
+                error = str(exc)
+        out.append((line, None, error) if error is not None else (line, phone, changes))
+    return out
+
+
+def _check_chunk(header: str, first_line: int, lines: list[str], fmt: str,
+                 mapping: dict[str, str], region: str) -> list[Checked]:
+    """A worker process's share: parse and check one chunk of the file."""
+    source = [header, *lines] if fmt == "csv" else lines
+    return check_records(read_records(source, fmt, first_line=first_line), mapping, region,
+                         phone_column=fmt == "csv")
+
+
+def _raw_chunks(lines: Iterable[str], fmt: str, size: int
+                ) -> Iterator[tuple[str, int, list[str]]]:
+    """(header, first line number, lines) cut only between CSV records: where the quotes
+    seen so far are balanced (a quoted cell may hold line breaks)."""
+    it = iter(lines)
+    header, number = "", 1
+    if fmt == "csv":
+        while True:
+            line = next(it, None)
+            if line is None:
+                raise ImportRejected("the file is empty: expected a header row")
+            header += line
+            number += 1
+            if header.count('"') % 2 == 0:
+                break
+    buffer: list[str] = []
+    quotes, first = 0, number
+    for line in it:
+        buffer.append(line)
+        if fmt == "csv":
+            quotes += line.count('"')
+        if len(buffer) >= size and quotes % 2 == 0:
+            yield header, first, buffer
+            first += len(buffer)
+            buffer, quotes = [], 0
+    if buffer:
+        yield header, first, buffer
+
+
+async def _checked_inline(lines: Iterable[str], fmt: str, mapping: dict[str, str],
+                          region: str) -> AsyncIterator[list[Checked]]:
+    records = read_records(lines, fmt)
+    while True:
+        # Small slices, so that the writer goes on as soon as its SQL is done.
+        part = check_records(itertools.islice(records, 50), mapping, region,
+                             phone_column=fmt == "csv")
+        if not part:
+            return
+        yield part
+        await asyncio.sleep(0)
+
+
+async def _checked_in_worker(lines: Iterable[str], fmt: str, mapping: dict[str, str],
+                             region: str) -> AsyncIterator[list[Checked]]:
+    """Parsing and checking in a second process, which has a core of its own."""
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        pending: collections.deque[asyncio.Future[list[Checked]]] = collections.deque()
+        for header, first, chunk in _raw_chunks(lines, fmt, WORKER_CHUNK):
+            pending.append(loop.run_in_executor(pool, _check_chunk, header, first, chunk,
+                                                fmt, mapping, region))
+            if len(pending) >= 3:
+                yield await pending.popleft()
+        while pending:
+            yield await pending.popleft()
+
+
+async def _validate(checked: AsyncIterator[list[Checked]], report: ImportReport,
+                    chunks: asyncio.Queue[Any], atomic: bool, state: dict[str, bool],
+                    progress: Callable[[int], None] | None) -> None:
+    """Merge checked rows by number and hand them on in chunks; always ends with _DONE."""
     seen: set[str] = set()
     chunk: dict[str, ProfileChanges] = {}
 
@@ -289,44 +409,31 @@ async def _validate(records: Iterator[tuple[int, dict[str, Any]]], mapping: dict
             await chunks.put(item)
 
     try:
-        for line, record in records:
-            report.rows += 1
-            if report.rows % 250 == 0:
-                # Let the writer go on as soon as its SQL is done: the two then overlap.
-                await asyncio.sleep(0)
-                if progress and report.rows % 1000 == 0:
-                    progress(report.rows)
-            error = record.pop("__error__", None)
-            if error is None:
-                try:
-                    for column in record:
-                        if column not in targets:
-                            targets[column] = resolve_target(column, mapping)
-                    if report.rows == 1 and not any(t.kind == "phone"
-                                                     for t in targets.values()):
-                        raise ImportRejected("no phone column: name one 'phone' or map one "
-                                             "(e.g. --map Mobile=phone)")
-                    phone, changes = _row_changes(record, targets, store)
-                except ValueError as exc:
-                    error = str(exc)
-            if error is not None:
-                report.invalid += 1
-                if len(report.errors) < MAX_REPORTED_ERRORS:
-                    report.errors.append((line, error))
-                if atomic and report.invalid == 1:
-                    await hand_on(_INVALID)
-                continue
-            report.valid += 1
-            if phone in seen:
-                report.duplicates_merged += 1
-                if phone in chunk:
-                    changes = chunk[phone].merge(changes)
-            seen.add(phone)
-            chunk[phone] = changes
-            if len(chunk) >= BATCH:
-                report.applied_rows += len(chunk)
-                await hand_on(list(chunk.items()))
-                chunk = {}
+        async for part in checked:
+            before = report.rows
+            for line, phone, result in part:
+                report.rows += 1
+                if phone is None:
+                    report.invalid += 1
+                    if len(report.errors) < MAX_REPORTED_ERRORS:
+                        report.errors.append((line, result))
+                    if atomic and report.invalid == 1:
+                        await hand_on(_INVALID)
+                    continue
+                report.valid += 1
+                changes = result
+                if phone in seen:
+                    report.duplicates_merged += 1
+                    if phone in chunk:
+                        changes = chunk[phone].merge(changes)
+                seen.add(phone)
+                chunk[phone] = changes
+                if len(chunk) >= BATCH:
+                    report.applied_rows += len(chunk)
+                    await hand_on(list(chunk.items()))
+                    chunk = {}
+            if progress and report.rows // 1000 != before // 1000:
+                progress(report.rows)
         if progress:
             progress(report.rows)
         if chunk:

@@ -1,8 +1,8 @@
 """The central customer profile: fields, typed attributes, tags, counters and a timeline.
 
-Every change goes through ``ProfileStore.record``, inside the caller's transaction, so the
-timeline entry and the CRM sync outbox rows commit together with the exchange that caused
-them, or not at all.
+Every change is recorded as a timeline event inside the caller's transaction, so it commits
+together with the exchange that caused it, or not at all. The timeline is also the CRM sync
+outbox: each endpoint's relay keeps a cursor into it (gateway.sync).
 """
 
 from __future__ import annotations
@@ -157,6 +157,10 @@ def check_field(name: str, value: Any) -> str | None:
 def check_attribute(name: str, value: Any) -> Any:
     if not _ATTRIBUTE_NAME.match(name):
         raise BadRequest(f"attributes.{name}: names are letters, digits and '_' (up to 64)")
+    return check_attribute_value(name, value)
+
+
+def check_attribute_value(name: str, value: Any) -> Any:
     if value is not None and not isinstance(value, str | int | float | bool):
         raise BadRequest(f"attributes.{name}: values are strings, numbers, booleans or null")
     if isinstance(value, str) and len(value) > 1000:
@@ -272,12 +276,31 @@ class _State:
                 row["created_at"] if row else stamp, stamp)
 
 
+def _new_profile(phone: str, changes: ProfileChanges, stamp: str
+                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The row and the diff of a profile created by `changes`: `_State` made short for the
+    common case of an import, which creates most of its profiles."""
+    diff: dict[str, Any] = {name: {"old": None, "new": value}
+                            for name, value in changes.fields.items() if value is not None}
+    attributes = {k: v for k, v in changes.attributes.items() if v is not None}
+    tags = list(dict.fromkeys((changes.replace_tags or ()) + changes.tags_add))
+    attributes_json = tags_json = None
+    if attributes:
+        diff["attributes"] = {"old": {}, "new": attributes}
+        attributes_json = sql.dumps(attributes)
+    if tags:
+        diff["tags"] = {"old": [], "new": tags}
+        tags_json = sql.dumps(tags)
+    get = changes.fields.get
+    return (phone, get("first_name"), get("last_name"), get("email"), get("language"),
+            get("time_zone"), attributes_json or "{}", tags_json or "[]", 0, 0, 0, 0, None,
+            None, 1, stamp, stamp), diff
+
+
 class ProfileStore:
     """Profile changes and timeline events, each written inside the caller's transaction."""
 
-    def __init__(self, *, sync_endpoints: tuple[str, ...] = (), default_region: str = "US"
-                 ) -> None:
-        self.sync_endpoints = sync_endpoints
+    def __init__(self, *, default_region: str = "US") -> None:
         self.default_region = default_region
 
     def normalise(self, raw: str) -> str:
@@ -296,10 +319,8 @@ class ProfileStore:
         await sql.ensure(tx, phone, at)
         seq = await sql.next_seq(tx, phone)
         event_id = new_event_id()
-        ref = await sql.insert_event(tx, event_id=event_id, phone=phone, seq=seq, type_=type_,
-                                     occurred_at=at, data=data)
-        if self.sync_endpoints:
-            await sql.enqueue_sync(tx, ref, self.sync_endpoints, at)
+        await sql.insert_event(tx, event_id=event_id, phone=phone, seq=seq, type_=type_,
+                               occurred_at=at, data=data)
         return event_id
 
     async def apply(self, tx: Tx, phone: str, changes: ProfileChanges, at: datetime, *,
@@ -323,15 +344,23 @@ class ProfileStore:
         rows: list[tuple[Any, ...]] = []
         events: list[tuple[str, int, str]] = []
         created = changed = 0
+        dumps = sql.dumps
         for phone, changes in items:
             row = existing.get(phone)
+            if row is None and not changes.tags_remove:
+                values, diff = _new_profile(phone, changes, stamp)
+                rows.append(values)
+                events.append((phone, 1, dumps(
+                    {"source": source, "created": True, "changes": diff})))
+                created += 1
+                continue
             state = _State(row)
             diff = state.apply(changes)
             if not diff and row is not None:
                 continue
             state.seq += 1
             rows.append(state.values(phone, stamp))
-            events.append((phone, state.seq, sql.dumps(
+            events.append((phone, state.seq, dumps(
                 {"source": source, "created": row is None, "changes": diff})))
             if row is None:
                 created += 1
@@ -344,9 +373,6 @@ class ProfileStore:
         await sql.insert_events_many(tx, [
             (first + i, new_event_id(), phone, seq, event_type, stamp, data)
             for i, (phone, seq, data) in enumerate(events)])
-        if self.sync_endpoints:
-            await sql.enqueue_sync_many(tx, range(first, first + len(events)),
-                                        self.sync_endpoints, at)
         return created, changed
 
     async def erase(self, tx: Tx, phone: str, at: datetime) -> str:

@@ -14,7 +14,12 @@ from typing import TextIO
 from gateway.clock import SystemClock
 from gateway.config import Config
 from gateway.db import Database
-from gateway.profile_import import ImportReport, import_profiles, parse_mapping
+from gateway.profile_import import (
+    WORKER_THRESHOLD_BYTES,
+    ImportReport,
+    import_profiles,
+    parse_mapping,
+)
 from gateway.profiles import ProfileStore
 
 
@@ -23,8 +28,7 @@ async def _open(config: Config) -> AsyncIterator[tuple[Database, ProfileStore]]:
     db = await Database.open(config.database_path(),
                              busy_timeout_ms=config.database.busy_timeout_ms,
                              max_batch=config.database.max_batch)
-    store = ProfileStore(sync_endpoints=tuple(e.name for e in config.sync.endpoints),
-                         default_region=config.phone.default_region)
+    store = ProfileStore(default_region=config.phone.default_region)
     try:
         yield db, store
     finally:
@@ -71,7 +75,7 @@ def import_file(config: Config, args: argparse.Namespace) -> int:
     if progress is not None:
         progress.handle = handle  # type: ignore[assignment]
     try:
-        report = asyncio.run(_import(config, handle, fmt, args, progress))
+        report = asyncio.run(_import(config, handle, fmt, args, progress, size))
     except UnicodeDecodeError as exc:
         print(f"error: {args.file} is not UTF-8 text: {exc}", file=sys.stderr)
         return 2
@@ -93,11 +97,12 @@ def import_file(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _import(config: Config, handle: TextIO, fmt: str, args: argparse.Namespace,
-                  progress: _Progress | None) -> ImportReport:
+                  progress: _Progress | None, size: int | None) -> ImportReport:
     async with _open(config) as (db, store):
         return await import_profiles(
             db, store, _lines(handle), fmt=fmt, at=SystemClock().now(),
-            mapping=parse_mapping(args.map), atomic=args.atomic, progress=progress)
+            mapping=parse_mapping(args.map), atomic=args.atomic, progress=progress,
+            in_worker=size is not None and size >= WORKER_THRESHOLD_BYTES)
 
 
 async def erase(config: Config, raw_phone: str) -> int:

@@ -28,9 +28,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway.clock import Clock
+from gateway.clock import Clock, isoformat
 from gateway.config import SyncConfig, SyncEndpointConfig
-from gateway.db import Database, Row
+from gateway.db import Database, Row, Tx
 from gateway.db import sync as sql
 from gateway.db.profiles import get_many as get_profiles
 from gateway.metrics import GatewayMetrics
@@ -82,6 +82,7 @@ class SyncRelay:
         self.endpoint, self.settings, self.metrics = endpoint, settings, metrics
         self.state = RelayState()
         self._wake = asyncio.Event()
+        self._started = False
 
     def wake(self) -> None:
         """New events were committed: look now instead of at the next poll."""
@@ -110,37 +111,76 @@ class SyncRelay:
         return delay
 
     async def deliver_once(self) -> int:
-        """Send the next batch; returns how many events were delivered (0: nothing pending)."""
-        rows = await sql.next_batch(self.db, self.endpoint.name, self.endpoint.batch_size)
+        """Send the next batch; returns how many events were delivered (0: nothing pending).
+
+        Replayed dead letters go first, then the events after the endpoint's cursor.
+        """
+        name, size = self.endpoint.name, self.endpoint.batch_size
+        if not self._started:
+            await self.db.write(lambda tx: sql.ensure_cursor(tx, name))
+            self._started = True
+        replays = await sql.replays(self.db, name, size)
+        if replays:
+            return await self._send(replays, replay=True)
+        cursor = await sql.cursor(self.db, name)
+        rows = await sql.next_events(self.db, cursor["last_ref"] if cursor else 0, size)
         if not rows:
             return 0
-        ids = [row["id"] for row in rows]
+        return await self._send(rows, replay=False,
+                                attempts=cursor["attempts"] if cursor else 0)
+
+    async def _send(self, rows: list[Row], *, replay: bool, attempts: int = 0) -> int:
+        name = self.endpoint.name
         # The profile as it is now: the newest state, already redacted if it was erased.
         profiles = {r["phone"]: Profile.from_row(r).to_dict() for r in await get_profiles(
             self.db, sorted({row["phone"] for row in rows}))}
         try:
             await self._post([event_json(row, profiles.get(row["phone"])) for row in rows])
         except DeliveryFailed as exc:
-            now = self.clock.now()
-            self.state.failures += 1
-            self.state.last_error, self.state.last_error_at = str(exc), now
-            error = str(exc)
-            dead_before = now - timedelta(hours=self.settings.max_age_hours)
-            next_at = now + timedelta(seconds=self._backoff(exc.retry_after))
-            dead = await self.db.write(lambda tx: sql.mark_failed(
-                tx, ids, error, next_at, dead_before))
-            self.metrics.sync_failures.inc(endpoint=self.endpoint.name)
-            log.warning("sync to %s failed (%d events, attempt %d): %s%s", self.endpoint.name,
-                        len(ids), rows[0]["attempts"] + 1, exc,
-                        f"; {dead} moved to dead letters" if dead else "")
+            await self._failed(rows, exc, replay=replay, attempts=attempts)
             raise
         now = self.clock.now()
-        await self.db.write(lambda tx: sql.mark_delivered(tx, ids, now))
+        if replay:
+            letters = [row["letter"] for row in rows]
+            await self.db.write(lambda tx: sql.replays_delivered(tx, letters, now))
+        else:
+            last = rows[-1]["ref"]
+            await self.db.write(lambda tx: sql.advance(tx, name, last, now))
         self.state.failures = 0
         self.state.last_success_at = now
-        self.metrics.sync_delivered.inc(len(ids), endpoint=self.endpoint.name)
-        log.debug("sync to %s delivered %d events", self.endpoint.name, len(ids))
-        return len(ids)
+        self.metrics.sync_delivered.inc(len(rows), endpoint=name)
+        log.debug("sync to %s delivered %d events", name, len(rows))
+        return len(rows)
+
+    async def _failed(self, rows: list[Row], exc: DeliveryFailed, *, replay: bool,
+                      attempts: int) -> None:
+        name, now, error = self.endpoint.name, self.clock.now(), str(exc)
+        self.state.failures += 1
+        self.state.last_error, self.state.last_error_at = error, now
+        self.metrics.sync_failures.inc(endpoint=name)
+        dead_before = now - timedelta(hours=self.settings.max_age_hours)
+        if replay:
+            letters = [row["letter"] for row in rows]
+            dead = await self.db.write(lambda tx: sql.replays_failed(
+                tx, letters, error, now, dead_before))
+        else:
+            # Only a leading run of too-old events is set aside, so order is never broken.
+            cutoff = isoformat(dead_before)
+            stale = []
+            for row in rows:
+                if row["occurred_at"] >= cutoff:
+                    break
+                stale.append(row["ref"])
+
+            async def record(tx: Tx) -> None:
+                await sql.cursor_failed(tx, name, error, now)
+                if stale:
+                    await sql.bury(tx, name, stale, attempts + 1, error, now)
+
+            await self.db.write(record)
+            dead = len(stale)
+        log.warning("sync to %s failed (%d events, attempt %d): %s%s", name, len(rows),
+                    attempts + 1, error, f"; {dead} moved to dead letters" if dead else "")
 
     async def _post(self, events: list[dict[str, Any]]) -> None:
         body = json.dumps({"events": events}, ensure_ascii=False,
@@ -169,16 +209,20 @@ class SyncRelay:
 
     async def status(self) -> dict[str, Any]:
         row = await sql.status(self.db, self.endpoint.name)
-        backlog, oldest, dead, stored_error = (row[0], row[1], row[2], row[3]) if row else (
-            0, None, 0, None)
         now = self.clock.now()
+        oldest = row["oldest"] if row else None
         lag = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
         return {
             "endpoint": self.endpoint.name, "url": self.endpoint.url,
-            "backlog": backlog, "lag_seconds": round(max(lag, 0.0), 3), "dead_letters": dead,
-            "last_error": self.state.last_error or stored_error,
-            "last_error_at": _iso(self.state.last_error_at),
-            "last_success_at": _iso(self.state.last_success_at),
+            "backlog": (row["backlog"] + row["replaying"]) if row else 0,
+            "lag_seconds": round(max(lag, 0.0), 3),
+            "dead_letters": row["dead"] if row else 0,
+            "delivered_up_to": row["last_ref"] if row else 0,
+            "last_error": self.state.last_error or (row["last_error"] if row else None),
+            "last_error_at": _iso(self.state.last_error_at) or (
+                row["last_error_at"] if row else None),
+            "last_success_at": _iso(self.state.last_success_at) or (
+                row["last_success_at"] if row else None),
             "consecutive_failures": self.state.failures,
         }
 

@@ -37,7 +37,7 @@ async def get(db_or_tx: Database | Tx, phone: str) -> Row | None:
                                    (phone,))
 
 
-async def get_many(tx: Tx | Database, phones: Sequence[str], chunk: int = 500) -> list[Row]:
+async def get_many(tx: Tx | Database, phones: Sequence[str], chunk: int = 5000) -> list[Row]:
     rows: list[Row] = []
     for i in range(0, len(phones), chunk):
         part = phones[i:i + chunk]
@@ -68,15 +68,6 @@ async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
     await tx.executemany(
         "INSERT INTO profile_events (id, event_id, phone, seq, type, occurred_at, data_json)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-
-
-async def enqueue_sync_many(tx: Tx, refs: Sequence[int], endpoints: Sequence[str],
-                            now: datetime) -> None:
-    stamp = isoformat(now)
-    await tx.executemany(
-        "INSERT INTO sync_outbox (event_ref, endpoint, state, enqueued_at, next_attempt_at)"
-        " VALUES (?, ?, 'pending', ?, ?)",
-        [(ref, name, stamp, stamp) for ref in refs for name in endpoints])
 
 
 def _marks(items: Sequence[Any]) -> str:
@@ -115,13 +106,6 @@ async def insert_event(tx: Tx, *, event_id: str, phone: str, seq: int, type_: st
         "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (event_id, phone, seq, type_, isoformat(occurred_at), dumps(data)))
-
-
-async def enqueue_sync(tx: Tx, event_ref: int, endpoints: Sequence[str], now: datetime) -> None:
-    stamp = isoformat(now)
-    await tx.executemany(
-        "INSERT INTO sync_outbox (event_ref, endpoint, state, enqueued_at, next_attempt_at)"
-        " VALUES (?, ?, 'pending', ?, ?)", [(event_ref, name, stamp, stamp) for name in endpoints])
 
 
 async def timeline(db: Database, phone: str, *, after_seq: int, limit: int) -> list[Row]:

@@ -1,4 +1,8 @@
-"""SQL for the CRM sync outbox: the next batch, outcomes, dead letters, status."""
+"""SQL for the CRM sync: a cursor per endpoint over profile_events, and dead letters.
+
+Events are delivered in `profile_events.id` order. SQLite has one writer at a time, so an
+event never becomes visible before one with a smaller id: a cursor cannot skip anything.
+"""
 
 from __future__ import annotations
 
@@ -8,64 +12,108 @@ from datetime import datetime
 from gateway.clock import isoformat
 from gateway.db import Database, Row, Tx
 
+_EVENT = "e.id AS ref, e.event_id, e.phone, e.seq, e.type, e.occurred_at, e.data_json"
 
-async def next_batch(db: Database, endpoint: str, limit: int) -> list[Row]:
-    """The oldest pending events for `endpoint`, in the order they happened."""
+
+async def ensure_cursor(tx: Tx, endpoint: str) -> None:
+    await tx.execute("INSERT INTO sync_cursors (endpoint) VALUES (?)"
+                     " ON CONFLICT (endpoint) DO NOTHING", (endpoint,))
+
+
+async def cursor(db: Database, endpoint: str) -> Row | None:
+    return await db.fetchone("SELECT * FROM sync_cursors WHERE endpoint = ?", (endpoint,))
+
+
+async def next_events(db: Database, after_ref: int, limit: int) -> list[Row]:
+    return await db.fetchall(f"SELECT {_EVENT} FROM profile_events e WHERE e.id > ?"
+                             " ORDER BY e.id LIMIT ?", (after_ref, limit))
+
+
+async def replays(db: Database, endpoint: str, limit: int) -> list[Row]:
+    """Dead letters queued for another try, oldest event first."""
     return await db.fetchall(
-        "SELECT o.id, o.attempts, o.enqueued_at, e.event_id, e.phone, e.seq, e.type,"
-        " e.occurred_at, e.data_json"
-        " FROM sync_outbox o JOIN profile_events e ON e.id = o.event_ref"
-        " WHERE o.endpoint = ? AND o.state = 'pending' ORDER BY o.id LIMIT ?",
+        f"SELECT d.id AS letter, d.replayed_at, {_EVENT} FROM sync_dead_letters d"
+        " JOIN profile_events e ON e.id = d.event_ref"
+        " WHERE d.endpoint = ? AND d.state = 'replay' ORDER BY d.event_ref LIMIT ?",
         (endpoint, limit))
 
 
-def _marks(ids: Sequence[int]) -> str:
-    return ",".join("?" * len(ids))
-
-
-async def mark_delivered(tx: Tx, ids: Sequence[int], now: datetime) -> None:
+async def advance(tx: Tx, endpoint: str, last_ref: int, now: datetime) -> None:
     await tx.execute(
-        f"UPDATE sync_outbox SET state = 'delivered', attempts = attempts + 1,"
-        f" delivered_at = ?, last_error = NULL WHERE state = 'pending' AND id IN ({_marks(ids)})",
-        (isoformat(now), *ids))
+        "UPDATE sync_cursors SET last_ref = MAX(last_ref, ?), attempts = 0, last_error = NULL,"
+        " last_success_at = ? WHERE endpoint = ?", (last_ref, isoformat(now), endpoint))
 
 
-async def mark_failed(tx: Tx, ids: Sequence[int], error: str, next_at: datetime,
-                      dead_before: datetime) -> int:
-    """Record a failed attempt; events enqueued before `dead_before` become dead letters."""
+async def cursor_failed(tx: Tx, endpoint: str, error: str, now: datetime) -> None:
     await tx.execute(
-        f"UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-        f" WHERE state = 'pending' AND id IN ({_marks(ids)})",
-        (error, isoformat(next_at), *ids))
+        "UPDATE sync_cursors SET attempts = attempts + 1, last_error = ?, last_error_at = ?"
+        " WHERE endpoint = ?", (error, isoformat(now), endpoint))
+
+
+async def bury(tx: Tx, endpoint: str, refs: Sequence[int], attempts: int, error: str,
+               now: datetime) -> None:
+    """Set events aside as dead letters and move the cursor past them."""
+    await tx.executemany(
+        "INSERT INTO sync_dead_letters (endpoint, event_ref, state, attempts, last_error,"
+        " dead_at) VALUES (?, ?, 'dead', ?, ?, ?)"
+        " ON CONFLICT (endpoint, event_ref) DO UPDATE SET state = 'dead',"
+        " attempts = excluded.attempts, last_error = excluded.last_error,"
+        " dead_at = excluded.dead_at",
+        [(endpoint, ref, attempts, error, isoformat(now)) for ref in refs])
+    await tx.execute("UPDATE sync_cursors SET last_ref = MAX(last_ref, ?), attempts = 0"
+                     " WHERE endpoint = ?", (max(refs), endpoint))
+
+
+def _marks(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items))
+
+
+async def replays_delivered(tx: Tx, letters: Sequence[int], now: datetime) -> None:
+    await tx.execute(f"UPDATE sync_dead_letters SET state = 'delivered' WHERE id IN"
+                     f" ({_marks(letters)})", tuple(letters))
+    await tx.execute("UPDATE sync_cursors SET last_success_at = ? WHERE endpoint IN"
+                     f" (SELECT endpoint FROM sync_dead_letters WHERE id IN ({_marks(letters)}))",
+                     (isoformat(now), *letters))
+
+
+async def replays_failed(tx: Tx, letters: Sequence[int], error: str, now: datetime,
+                         dead_before: datetime) -> int:
+    """Count a failed replay; letters replayed before `dead_before` are dead again."""
+    await tx.execute(f"UPDATE sync_dead_letters SET attempts = attempts + 1, last_error = ?"
+                     f" WHERE id IN ({_marks(letters)})", (error, *letters))
     return await tx.update(
-        f"UPDATE sync_outbox SET state = 'dead' WHERE state = 'pending' AND enqueued_at < ?"
-        f" AND id IN ({_marks(ids)})", (isoformat(dead_before), *ids))
+        f"UPDATE sync_dead_letters SET state = 'dead', dead_at = ? WHERE id IN"
+        f" ({_marks(letters)}) AND replayed_at < ?",
+        (isoformat(now), *letters, isoformat(dead_before)))
 
 
 async def status(db: Database, endpoint: str) -> Row | None:
     return await db.fetchone(
-        "SELECT"
-        " (SELECT COUNT(*) FROM sync_outbox WHERE endpoint = ?1 AND state = 'pending'),"
-        " (SELECT MIN(enqueued_at) FROM sync_outbox WHERE endpoint = ?1 AND state = 'pending'),"
-        " (SELECT COUNT(*) FROM sync_outbox WHERE endpoint = ?1 AND state = 'dead'),"
-        " (SELECT last_error FROM sync_outbox WHERE endpoint = ?1 AND last_error IS NOT NULL"
-        "  AND state != 'delivered' ORDER BY id DESC LIMIT 1)", (endpoint,))
+        "SELECT c.last_ref, c.attempts, c.last_error, c.last_error_at, c.last_success_at,"
+        " (SELECT COUNT(*) FROM profile_events WHERE id > c.last_ref) AS backlog,"
+        " (SELECT occurred_at FROM profile_events WHERE id > c.last_ref ORDER BY id LIMIT 1)"
+        "   AS oldest,"
+        " (SELECT COUNT(*) FROM sync_dead_letters WHERE endpoint = c.endpoint"
+        "   AND state = 'dead') AS dead,"
+        " (SELECT COUNT(*) FROM sync_dead_letters WHERE endpoint = c.endpoint"
+        "   AND state = 'replay') AS replaying"
+        " FROM sync_cursors c WHERE c.endpoint = ?", (endpoint,))
 
 
 async def dead_letters(db: Database, endpoint: str | None, after_id: int, limit: int
                        ) -> list[Row]:
-    where, params = ("AND o.endpoint = ?", [endpoint]) if endpoint else ("", [])
+    where, params = ("AND d.endpoint = ?", [endpoint]) if endpoint else ("", [])
     return await db.fetchall(
-        "SELECT o.id, o.endpoint, o.attempts, o.enqueued_at, o.last_error, e.event_id,"
-        " e.phone, e.type, e.occurred_at FROM sync_outbox o"
-        " JOIN profile_events e ON e.id = o.event_ref"
-        f" WHERE o.state = 'dead' AND o.id > ? {where} ORDER BY o.id LIMIT ?",
+        "SELECT d.id, d.endpoint, d.attempts, d.dead_at, d.last_error, e.event_id, e.phone,"
+        " e.type, e.occurred_at FROM sync_dead_letters d"
+        " JOIN profile_events e ON e.id = d.event_ref"
+        f" WHERE d.state = 'dead' AND d.id > ? {where} ORDER BY d.id LIMIT ?",
         (after_id, *params, limit))
 
 
 async def replay(tx: Tx, endpoint: str | None, ids: Sequence[int] | None,
                  now: datetime) -> int:
-    """Dead letters back to pending, with a fresh maximum age."""
+    """Queue dead letters for another try, with a fresh maximum age."""
     where, params = "", []
     if endpoint:
         where += " AND endpoint = ?"
@@ -74,6 +122,5 @@ async def replay(tx: Tx, endpoint: str | None, ids: Sequence[int] | None,
         where += f" AND id IN ({_marks(ids)})"
         params.extend(ids)
     return await tx.update(
-        "UPDATE sync_outbox SET state = 'pending', attempts = 0, last_error = NULL,"
-        f" enqueued_at = ?, next_attempt_at = ? WHERE state = 'dead'{where}",
-        (isoformat(now), isoformat(now), *params))
+        f"UPDATE sync_dead_letters SET state = 'replay', replayed_at = ? WHERE state = 'dead'"
+        f"{where}", (isoformat(now), *params))

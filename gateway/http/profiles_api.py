@@ -13,7 +13,7 @@ from gateway.db import profiles as profile_sql
 from gateway.db import sync as sync_sql
 from gateway.db.segments import compile_segment
 from gateway.errors import BadRequest, NotFound
-from gateway.profile_import import import_profiles, parse_mapping
+from gateway.profile_import import WORKER_THRESHOLD_BYTES, import_profiles, parse_mapping
 from gateway.profiles import Profile, parse_changes
 
 routes = web.RouteTableDef()
@@ -154,7 +154,7 @@ async def import_endpoint(request: web.Request) -> web.Response:
         request.app[keys.DB], request.app[keys.PROFILES], text.splitlines(keepends=True),
         fmt=fmt, at=request.app[keys.CLOCK].now(),
         mapping=parse_mapping(request.query.get("map", "")), atomic=atomic,
-        committed=request.app[keys.SYNC].wake)
+        committed=request.app[keys.SYNC].wake, in_worker=len(data) >= WORKER_THRESHOLD_BYTES)
     if not report.applied:
         return web.json_response({"error": {
             "code": "import_rejected",

@@ -21,9 +21,10 @@ CREATE TABLE profiles (
 );
 
 -- The timeline: every event of a profile, in order, with what it changed or carried.
+-- `id` is also the order in which events are delivered to the CRM.
 CREATE TABLE profile_events (
     id            INTEGER PRIMARY KEY,
-    event_id      TEXT NOT NULL UNIQUE,
+    event_id      TEXT NOT NULL,
     phone         TEXT NOT NULL,
     seq           INTEGER NOT NULL,
     type          TEXT NOT NULL,
@@ -32,20 +33,30 @@ CREATE TABLE profile_events (
     UNIQUE (phone, seq)
 );
 
--- What each CRM endpoint still has to receive; written in the same transaction as the event.
-CREATE TABLE sync_outbox (
-    id               INTEGER PRIMARY KEY,
-    event_ref        INTEGER NOT NULL REFERENCES profile_events(id),
-    endpoint         TEXT NOT NULL,
-    state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+-- How far each CRM endpoint has got in profile_events: every event up to last_ref has been
+-- delivered or set aside as a dead letter. A new endpoint starts at 0: the whole history.
+CREATE TABLE sync_cursors (
+    endpoint         TEXT PRIMARY KEY,
+    last_ref         INTEGER NOT NULL DEFAULT 0,
     attempts         INTEGER NOT NULL DEFAULT 0,
-    enqueued_at      TEXT NOT NULL,
-    next_attempt_at  TEXT NOT NULL,
     last_error       TEXT,
-    delivered_at     TEXT
+    last_error_at    TEXT,
+    last_success_at  TEXT
 );
-CREATE INDEX sync_outbox_pending ON sync_outbox(endpoint, id) WHERE state = 'pending';
-CREATE INDEX sync_outbox_dead ON sync_outbox(endpoint, id) WHERE state = 'dead';
+
+-- Events an endpoint did not take within sync.max_age_hours; `replay` sends them again.
+CREATE TABLE sync_dead_letters (
+    id           INTEGER PRIMARY KEY,
+    endpoint     TEXT NOT NULL,
+    event_ref    INTEGER NOT NULL REFERENCES profile_events(id),
+    state        TEXT NOT NULL CHECK (state IN ('dead', 'replay', 'delivered')),
+    attempts     INTEGER NOT NULL,
+    last_error   TEXT,
+    dead_at      TEXT NOT NULL,
+    replayed_at  TEXT,
+    UNIQUE (endpoint, event_ref)
+);
+CREATE INDEX sync_dead_letters_state ON sync_dead_letters(endpoint, state, event_ref);
 
 -- Numbers that must never be messaged again without a new opt-in (kept through erasure).
 CREATE TABLE suppressions (
