@@ -71,6 +71,9 @@ def compile_segment(segment: Any, path: str = "segment", depth: int = 0
 
 def _compare(expr: str, cond: dict[str, Any], path: str) -> tuple[str, list[Any]]:
     op = cond.get("op", "eq")
+    if op not in _COMPARE and op not in ("in", "exists", "missing"):
+        raise BadRequest(f"{path}.op: {op!r} is not one of "
+                         f"{sorted([*_COMPARE, 'in', 'exists', 'missing'])}")
     if op == "exists":
         return f"{expr} IS NOT NULL", []
     if op == "missing":
@@ -82,9 +85,6 @@ def _compare(expr: str, cond: dict[str, Any], path: str) -> tuple[str, list[Any]
         if not isinstance(value, list) or not value:
             raise BadRequest(f"{path}.value: 'in' needs a non-empty array")
         return f"{expr} IN ({','.join('?' * len(value))})", list(value)
-    if op not in _COMPARE:
-        raise BadRequest(f"{path}.op: {op!r} is not one of "
-                         f"{sorted([*_COMPARE, 'in', 'exists', 'missing'])}")
     if not isinstance(value, str | int | float | bool):
         raise BadRequest(f"{path}.value: expected a string, number or boolean")
     return f"{expr} {_COMPARE[op]} ?", [value]

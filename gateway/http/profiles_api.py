@@ -31,7 +31,7 @@ def _cursor(request: web.Request) -> str:
     if not raw:
         return ""
     try:
-        return base64.urlsafe_b64decode(raw.encode()).decode()
+        return base64.b64decode(raw.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("cursor: not a cursor this API returned") from None
 
