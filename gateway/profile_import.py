@@ -209,9 +209,9 @@ def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
         reader = csv.DictReader(lines)
         if not reader.fieldnames:
             raise ImportRejected("the file is empty: expected a header row")
-        offset = 0
+        offset: int | None = None if first_line else 0
         for record in reader:
-            if not offset and first_line:
+            if offset is None:
                 offset = first_line - reader.line_num
             if None in record:
                 yield reader.line_num + offset, {"__error__": "more cells than header columns"}
@@ -244,7 +244,7 @@ _INVALID = "invalid"  # atomic mode: a row was invalid, roll back
 async def import_profiles(db: Database, store: ProfileStore, lines: Iterable[str], *,
                           fmt: str, at: datetime, mapping: dict[str, str] | None = None,
                           atomic: bool = False,
-                          progress: Callable[[int], None] | None = None,
+                          progress: Callable[[int, bool], None] | None = None,
                           committed: Callable[[], None] = lambda: None,
                           in_worker: bool = False) -> ImportReport:
     """Validate and apply `lines`; see the module docstring for the rules.
@@ -399,7 +399,7 @@ async def _checked_in_worker(lines: Iterable[str], fmt: str, mapping: dict[str, 
 
 async def _validate(checked: AsyncIterator[list[Checked]], report: ImportReport,
                     chunks: asyncio.Queue[Any], atomic: bool, state: dict[str, bool],
-                    progress: Callable[[int], None] | None) -> None:
+                    progress: Callable[[int, bool], None] | None) -> None:
     """Merge checked rows by number and hand them on in chunks; always ends with _DONE."""
     seen: set[str] = set()
     chunk: dict[str, ProfileChanges] = {}
@@ -433,9 +433,9 @@ async def _validate(checked: AsyncIterator[list[Checked]], report: ImportReport,
                     await hand_on(list(chunk.items()))
                     chunk = {}
             if progress and report.rows // 1000 != before // 1000:
-                progress(report.rows)
+                progress(report.rows, False)
         if progress:
-            progress(report.rows)
+            progress(report.rows, True)
         if chunk:
             report.applied_rows += len(chunk)
             await hand_on(list(chunk.items()))

@@ -36,25 +36,29 @@ async def _open(config: Config) -> AsyncIterator[tuple[Database, ProfileStore]]:
 
 
 class _Progress:
-    """Rows read, with the share of the file behind them when its size is known."""
+    """Rows checked so far, with how much of the file has been read when its size is known.
+
+    On a terminal one line is rewritten; otherwise a line every 5,000 rows, and the last.
+    """
+
+    EVERY = 5000
 
     def __init__(self, stream: TextIO, size: int | None, tty: bool) -> None:
         self.stream, self.size, self.tty = stream, size, tty
         self.handle: io.TextIOBase | None = None
-        self._last_tenth = -1
+        self._printed = 0
 
-    def __call__(self, rows: int) -> None:
+    def __call__(self, rows: int, done: bool) -> None:
+        if not self.tty and not done and rows - self._printed < self.EVERY:
+            return
+        self._printed = rows
         share = ""
         if self.size and self.handle is not None:
-            with contextlib.suppress(OSError, ValueError):
-                done = min(self.handle.buffer.tell() / self.size, 1.0)  # type: ignore[attr-defined]
-                share = f" ({done:.0%})"
-                tenth = int(done * 10)
-                if not self.tty and tenth == self._last_tenth:
-                    return
-                self._last_tenth = tenth
-        end = "\r" if self.tty else "\n"
-        print(f"read {rows:,} rows{share}", end=end, file=self.stream, flush=True)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                done_bytes = self.handle.buffer.tell()  # type: ignore[attr-defined]
+                share = f" ({min(done_bytes / self.size, 1.0):.0%} of the file read)"
+        end = "\r" if self.tty and not done else "\n"
+        print(f"checked {rows:,} rows{share}", end=end, file=self.stream, flush=True)
 
 
 def _lines(handle: TextIO) -> Iterator[str]:
@@ -82,8 +86,6 @@ def import_file(config: Config, args: argparse.Namespace) -> int:
     finally:
         if handle is not sys.stdin:
             handle.close()
-    if show and sys.stderr.isatty():
-        print(file=sys.stderr)
     for line, message in report.errors:
         print(f"{args.file}:{line}: {message}", file=sys.stderr)
     if report.invalid > len(report.errors):

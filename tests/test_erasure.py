@@ -1,0 +1,92 @@
+"""Erasure: nothing personal stays in the database file; the number stays suppressed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway import keys
+from gateway.config import Config
+from gateway.db.profiles import is_suppressed
+from gateway.models import OutgoingSMS
+from tests.conftest import admin
+
+NAME = "Zebulon Quixote-Farnsworth"
+SECRET_TEXT = "deliver the pizza to the blue door 4421"
+PHONE = "+12125550177"
+
+
+def database_bytes(config: Config) -> bytes:
+    path = config.database_path()
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+                    if p.exists())
+
+
+async def leave_traces(client: Any) -> None:
+    """A customer who texted, was named, tagged, answered and got an answer."""
+    for n in range(3):
+        response = await client.post("/webhooks/twilio/sms", data={
+            "MessageSid": f"SM{n}", "From": PHONE, "To": "12345", "Body": f"{SECRET_TEXT} {n}"})
+        assert response.status == 200
+    response = await client.patch(f"/api/v1/profiles/{PHONE}", headers=admin(), json={
+        "first_name": NAME, "email": "zq@example.com", "attributes": {"note": SECRET_TEXT},
+        "add_tags": ["pizza-lover"]})
+    assert response.status == 200
+    result = await client.app[keys.PROVIDER].send(OutgoingSMS(
+        to_number=PHONE, from_number="12345", body=f"Hi {NAME}, about {SECRET_TEXT}"))
+    await client.post("/webhooks/twilio/status", data={
+        "MessageSid": result.provider_sid, "MessageStatus": "delivered", "To": PHONE,
+        "From": "12345", "Body": SECRET_TEXT})
+
+
+async def test_erasure_leaves_nothing_personal_in_the_file(client: Any, config: Config
+                                                           ) -> None:
+    await leave_traces(client)
+    # Someone else's data must survive the erasure untouched.
+    await client.patch("/api/v1/profiles/+12125550188", headers=admin(),
+                       json={"first_name": "Unrelated Person"})
+    assert NAME.encode() in database_bytes(config)
+    assert SECRET_TEXT.encode() in database_bytes(config)
+
+    response = await client.delete(f"/api/v1/profiles/{PHONE}", headers=admin())
+    assert response.status == 200
+    body = await response.json()
+    assert body["erased"] is True
+
+    raw = database_bytes(config)
+    for secret in (NAME, SECRET_TEXT, "zq@example.com", "pizza-lover"):
+        assert secret.encode() not in raw, f"{secret!r} is still in the database file"
+    assert b"Unrelated Person" in raw
+
+    db = client.app[keys.DB]
+    assert await is_suppressed(db, PHONE)
+    profile = await (await client.get(f"/api/v1/profiles/{PHONE}", headers=admin())).json()
+    assert (profile["first_name"], profile["email"], profile["attributes"], profile["tags"]) \
+        == (None, None, {}, [])
+    assert profile["counters"]["inbound"] == 3  # counts are not personal
+    timeline = await (await client.get(f"/api/v1/profiles/{PHONE}/timeline",
+                                       headers=admin())).json()
+    assert timeline["events"][-1]["type"] == "profile.erased"
+    assert all(e["data"] == {"redacted": True} for e in timeline["events"][:-1])
+
+
+def test_cli_erase(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\npath = "db.sqlite3"\n', encoding="utf-8")
+    source = tmp_path / "people.csv"
+    source.write_text(f"phone,first_name\n{PHONE},{NAME}\n", encoding="utf-8")
+    run = [sys.executable, "-m", "gateway", "profiles"]
+    imported = subprocess.run([*run, "import", str(source), "-c", str(config)],
+                              capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    erased = subprocess.run([*run, "erase", "(212) 555-0177", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout.startswith(f"erased {PHONE}")
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite3*"))
+    assert NAME.encode() not in raw
+    bad = subprocess.run([*run, "erase", "nope", "-c", str(config)], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "cannot parse phone number" in bad.stderr
