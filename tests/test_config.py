@@ -109,6 +109,18 @@ CASES = [
      '[[programs]]\nid = "a"\nname = "A"\nshort_code = "12345"\nhelp_text = "h"\n'
      'keywords = ["JOIN"]\n[[programs]]\nid = "b"\nname = "B"\nshort_code = "12345"\n'
      'help_text = "h"\nkeywords = ["join"]', "programs[1].keywords[0]", "already used"),
+    ("sync endpoint without secret", '[[sync.endpoints]]\nname = "crm"\n'
+     'url = "https://crm.example.com"', "sync.endpoints[0].secret", "missing required value"),
+    ("sync secret too short", '[[sync.endpoints]]\nname = "crm"\n'
+     'url = "https://crm.example.com"\nsecret = "short"', "sync.endpoints[0].secret",
+     "at least 16"),
+    ("sync url", '[[sync.endpoints]]\nname = "crm"\nurl = "crm.example.com"\n'
+     'secret = "0123456789abcdef"', "sync.endpoints[0].url", "must start with http"),
+    ("sync endpoint twice", '[[sync.endpoints]]\nname = "crm"\nurl = "http://a"\n'
+     'secret = "0123456789abcdef"\n[[sync.endpoints]]\nname = "crm"\nurl = "http://b"\n'
+     'secret = "0123456789abcdef"', "sync.endpoints[1].name", "used twice"),
+    ("sync retry bounds", "[sync]\nretry_initial_seconds = 10\nretry_max_seconds = 1",
+     "sync.retry_max_seconds", "must not be less"),
     ("empty help text", '[[short_codes]]\ncode = "12345"\n[[programs]]\nid = "p"\n'
      'name = "P"\nshort_code = "12345"\nhelp_text = " "', "programs[0].help_text",
      "must not be empty"),

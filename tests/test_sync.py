@@ -65,6 +65,24 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     assert not verify("other-secret-0123456789", "1700000000", body, "sha256=" + expected)
 
 
+def test_backoff_doubles_up_to_the_maximum_and_honours_retry_after(config: Config) -> None:
+    from gateway.config import SyncConfig, SyncEndpointConfig
+    from gateway.metrics import GatewayMetrics
+    from gateway.sync import SyncRelay
+
+    settings = SyncConfig(retry_initial_seconds=1.0, retry_max_seconds=8.0)
+    endpoint = SyncEndpointConfig(name="crm", url="http://x", secret=SECRET)  # type: ignore
+    relay = SyncRelay(None, None, None, endpoint, settings, GatewayMetrics())  # type: ignore
+    delays = []
+    for failures in range(1, 7):
+        relay.state.failures = failures
+        delays.append(relay._backoff(None))
+    bounds = [1, 2, 4, 8, 8, 8]
+    assert all(b / 2 <= d <= b for d, b in zip(delays, bounds, strict=True)), delays
+    assert 5.0 <= relay._backoff(5.0) <= 8.0  # Retry-After: 5 is waited at least
+    assert relay._backoff(3600.0) <= 8.0  # but never beyond the maximum
+
+
 async def test_events_arrive_signed_in_order_with_the_current_profile(
         make_config: ConfigFactory, make_client: Any, receiver: CrmReceiver) -> None:
     await receiver.start()

@@ -80,12 +80,6 @@ async def count_inbound(tx: Tx, phone: str, at: datetime) -> None:
                      (isoformat(at), isoformat(at), phone))
 
 
-async def count_outbound(tx: Tx, phone: str, at: datetime) -> None:
-    await tx.execute("UPDATE profiles SET outbound_count = outbound_count + 1,"
-                     " last_outbound_at = ?, updated_at = ? WHERE phone = ?",
-                     (isoformat(at), isoformat(at), phone))
-
-
 async def count_delivery(tx: Tx, phone: str, delivered: bool, at: datetime) -> None:
     column = "delivered_count" if delivered else "failed_count"
     await tx.execute(f"UPDATE profiles SET {column} = {column} + 1, updated_at = ?"
