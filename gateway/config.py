@@ -319,11 +319,7 @@ def _check(config: Config, file: str) -> None:
     keywords: dict[tuple[str, str], str] = {}
     for i, program in enumerate(config.programs):
         key = f"programs[{i}]"
-        if not program.id or not program.id.replace("-", "").replace("_", "").isalnum():
-            fail(f"{key}.id", f"must be letters, digits, '-' or '_', got {program.id!r}")
-        if program.id in seen_ids:
-            fail(f"{key}.id", f"program id {program.id!r} is used twice")
-        seen_ids.add(program.id)
+        _check_name(program.id, seen_ids, f"{key}.id", "program id", fail)
         if program.short_code not in seen_codes:
             fail(f"{key}.short_code",
                  f"{program.short_code!r} is not one of the configured short_codes")
@@ -347,6 +343,16 @@ def _check(config: Config, file: str) -> None:
             fail(f"api.tokens[{i}]", "must be at least 16 characters long")
 
 
+def _check_name(name: str, seen: set[str], key: str, what: str,
+                fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    """An identifier used in URLs, metrics and the database: plain, and unique."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        fail(key, f"must be letters, digits, '-' or '_', got {name!r}")
+    if name in seen:
+        fail(key, f"{what} {name!r} is used twice")
+    seen.add(name)
+
+
 def _check_sync(sync: SyncConfig, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
     for name in ("max_age_hours", "retry_initial_seconds", "retry_max_seconds",
                  "poll_interval_seconds"):
@@ -357,11 +363,7 @@ def _check_sync(sync: SyncConfig, fail: typing.Callable[[str, str], typing.NoRet
     names: set[str] = set()
     for i, endpoint in enumerate(sync.endpoints):
         key = f"sync.endpoints[{i}]"
-        if not endpoint.name or not endpoint.name.replace("-", "").replace("_", "").isalnum():
-            fail(f"{key}.name", f"must be letters, digits, '-' or '_', got {endpoint.name!r}")
-        if endpoint.name in names:
-            fail(f"{key}.name", f"endpoint name {endpoint.name!r} is used twice")
-        names.add(endpoint.name)
+        _check_name(endpoint.name, names, f"{key}.name", "endpoint name", fail)
         if not endpoint.url.startswith(("http://", "https://")):
             fail(f"{key}.url", "must start with http:// or https://")
         if len(endpoint.secret) < 16:

@@ -128,6 +128,8 @@ class Database:
             if row is not None and row[0] == 0:
                 return True
             await asyncio.sleep(0.05)
+        log.warning("WAL checkpoint did not complete (the database is busy): overwritten data "
+                    "stays in the -wal file until the next checkpoint")
         return False
 
     async def close(self) -> None:

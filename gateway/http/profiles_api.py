@@ -85,8 +85,8 @@ async def patch_profile(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/profiles/{phone}")
 async def erase_profile(request: web.Request) -> web.Response:
     phone = _phone(request)
-    store, now, db = request.app[keys.PROFILES], request.app[keys.CLOCK].now(), request.app[
-        keys.DB]
+    store, db = request.app[keys.PROFILES], request.app[keys.DB]
+    now = request.app[keys.CLOCK].now()
     event_id = await db.write(lambda tx: store.erase(tx, phone, now))
     await db.checkpoint()
     request.app[keys.SYNC].wake()
