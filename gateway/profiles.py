@@ -22,6 +22,7 @@ from phonenumbers import timezone as phone_timezone
 
 from gateway.clock import isoformat
 from gateway.db import Row, Tx
+from gateway.db import consent as consent_sql
 from gateway.db import profiles as sql
 from gateway.errors import BadRequest, InvalidNumber
 from gateway.models import InboundMessage, StatusUpdate
@@ -384,6 +385,7 @@ class ProfileStore:
         """
         await sql.ensure(tx, phone, at)
         await sql.redact_person(tx, phone)
+        await consent_sql.redact(tx, phone)
         await sql.suppress(tx, phone, "erased", at)
         return await self.record(tx, phone, "profile.erased", {"suppressed": True}, at)
 

@@ -122,8 +122,13 @@ async def suppress(tx: Tx, phone: str, reason: str, now: datetime) -> None:
 
 
 async def is_suppressed(db_or_tx: Database | Tx, phone: str) -> bool:
-    return await db_or_tx.fetchone("SELECT 1 FROM suppressions WHERE phone = ?",
-                                   (phone,)) is not None
+    return await suppressed_since(db_or_tx, phone) is not None
+
+
+async def suppressed_since(db_or_tx: Database | Tx, phone: str) -> datetime | None:
+    row = await db_or_tx.fetchone("SELECT created_at FROM suppressions WHERE phone = ?",
+                                  (phone,))
+    return datetime.fromisoformat(row[0]) if row else None
 
 
 async def redact_person(tx: Tx, phone: str) -> None:

@@ -1,0 +1,112 @@
+"""SQL for the consent ledger, the derived status, the review list and send history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.clock import isoformat
+from gateway.db import Database, Row, Tx
+
+_EVENT_COLUMNS = ("id, phone, program_id, kind, source, occurred_at, inbound_sid,"
+                  " inbound_text, reply_text, evidence_json")
+
+
+async def insert_event(tx: Tx, *, phone: str, program_id: str, kind: str, source: str,
+                       occurred_at: datetime, inbound_sid: str | None,
+                       inbound_text: str | None, reply_text: str | None,
+                       evidence: dict[str, Any]) -> int:
+    return await tx.execute(
+        "INSERT INTO consent_events (phone, program_id, kind, source, occurred_at, inbound_sid,"
+        " inbound_text, reply_text, evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (phone, program_id, kind, source, isoformat(occurred_at), inbound_sid, inbound_text,
+         reply_text, json.dumps(evidence, ensure_ascii=False, sort_keys=True)))
+
+
+async def get_status(db: Database | Tx, phone: str, program_id: str) -> Row | None:
+    return await db.fetchone("SELECT * FROM consent_status WHERE phone = ? AND program_id = ?",
+                             (phone, program_id))
+
+
+async def statuses(db: Database | Tx, phone: str) -> list[Row]:
+    return await db.fetchall("SELECT * FROM consent_status WHERE phone = ? ORDER BY program_id",
+                             (phone,))
+
+
+async def put_status(tx: Tx, *, phone: str, program_id: str, status: str, since: str,
+                     last_event_id: int, opt_in_event_id: int | None,
+                     pending_until: str | None) -> None:
+    await tx.execute(
+        "INSERT INTO consent_status (phone, program_id, status, since, last_event_id,"
+        " opt_in_event_id, pending_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (phone, program_id) DO UPDATE SET status = excluded.status,"
+        " since = excluded.since, last_event_id = excluded.last_event_id,"
+        " opt_in_event_id = excluded.opt_in_event_id, pending_until = excluded.pending_until",
+        (phone, program_id, status, since, last_event_id, opt_in_event_id, pending_until))
+
+
+async def events_for(db: Database | Tx, phone: str) -> list[Row]:
+    return await db.fetchall(
+        f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE phone = ? ORDER BY id", (phone,))
+
+
+async def all_events(db: Database | Tx, after_id: int, limit: int) -> list[Row]:
+    return await db.fetchall(f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE id > ?"
+                             " ORDER BY id LIMIT ?", (after_id, limit))
+
+
+async def program_events(db: Database, program_id: str | None, since: datetime | None,
+                         after_id: int, limit: int) -> list[Row]:
+    where, params = ["id > ?"], [after_id]
+    if program_id:
+        where.append("program_id = ?")
+        params.append(program_id)
+    if since:
+        where.append("occurred_at >= ?")
+        params.append(isoformat(since))
+    return await db.fetchall(f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE "
+                             f"{' AND '.join(where)} ORDER BY id LIMIT ?", (*params, limit))
+
+
+async def clear_status(tx: Tx) -> None:
+    await tx.execute("DELETE FROM consent_status")
+
+
+async def all_status(db: Database | Tx) -> list[Row]:
+    return await db.fetchall("SELECT * FROM consent_status ORDER BY phone, program_id")
+
+
+async def add_review(tx: Tx, *, phone: str, short_code: str, inbound_sid: str | None,
+                     text: str, rule: str, at: datetime) -> int:
+    return await tx.execute(
+        "INSERT INTO consent_review (phone, short_code, inbound_sid, text, rule, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)", (phone, short_code, inbound_sid, text, rule,
+                                       isoformat(at)))
+
+
+async def open_reviews(db: Database, after_id: int, limit: int) -> list[Row]:
+    return await db.fetchall("SELECT * FROM consent_review WHERE resolved_at IS NULL AND id > ?"
+                             " ORDER BY id LIMIT ?", (after_id, limit))
+
+
+async def marketing_sends(db: Database | Tx, phone: str, since: datetime
+                          ) -> list[tuple[str | None, str]]:
+    """(program, sent_at) of marketing messages to `phone` sent since `since`."""
+    rows = await db.fetchall(
+        "SELECT program_id, sent_at FROM outbound_messages WHERE to_number = ?"
+        " AND purpose = 'marketing' AND sent_at >= ? ORDER BY sent_at",
+        (phone, isoformat(since)))
+    return [(r[0], r[1]) for r in rows]
+
+
+async def redact(tx: Tx, phone: str) -> None:
+    """Erasure: blank the personal text of the ledger's events; what happened stays."""
+    await tx.execute("UPDATE consent_events SET inbound_text = NULL, reply_text = NULL,"
+                     " evidence_json = '{\"redacted\":true}' WHERE phone = ?", (phone,))
+    await tx.execute("UPDATE consent_review SET text = '' WHERE phone = ?", (phone,))
+
+
+def marks(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items))
