@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -82,6 +83,17 @@ class ShortCodeConfig:
 
 
 @dataclass(frozen=True)
+class ProgramTexts:
+    """A program's texts in one more language (chosen by the profile's language)."""
+
+    language: str
+    help_text: str = ""
+    confirmation_request: str = ""
+    welcome_text: str = ""
+    opt_out_text: str = ""
+
+
+@dataclass(frozen=True)
 class ProgramConfig:
     id: str
     name: str
@@ -89,6 +101,42 @@ class ProgramConfig:
     help_text: str
     keywords: tuple[str, ...] = ()
     description: str = ""
+    #: "marketing" (recurring promotions: double opt-in, quiet hours, caps) or "transactional".
+    kind: Literal["marketing", "transactional"] = "marketing"
+    double_opt_in: bool = True
+    #: How often, in the words CTIA wants in every confirmation: "Up to 4 msgs/week".
+    frequency: str = "Msg frequency varies"
+    customer_care: str = ""
+    terms_url: str = ""
+    #: A preset (default 08:00-21:00, strict 08:00-20:00, strict-no-sunday, always) or
+    #: "HH:MM-HH:MM", in the recipient's local time.
+    quiet_hours: str = "default"
+    no_sunday: bool = False
+    #: At most this many marketing messages per window (0: no cap of the program's own).
+    max_messages: int = 0
+    cap_window_hours: float = 168.0
+    #: Texts; empty means the English default built from the fields above.
+    confirmation_request: str = ""
+    welcome_text: str = ""
+    opt_out_text: str = ""
+    translations: tuple[ProgramTexts, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    #: What a plain STOP ends: every program on the short code it was sent to, or every
+    #: program of the brand. "STOP <keyword>" always ends just that program.
+    stop_scope: Literal["short_code", "brand"] = "short_code"
+    brand: str = ""
+    double_opt_in_expiry_hours: float = 24.0
+    #: A cap across all programs (0: none).
+    max_messages: int = 0
+    cap_window_hours: float = 168.0
+    #: Words added to the reserved families (other languages, local practice).
+    opt_out_keywords: tuple[str, ...] = ()
+    opt_in_keywords: tuple[str, ...] = ()
+    confirm_keywords: tuple[str, ...] = ()
+    help_keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +186,7 @@ class Config:
     short_codes: tuple[ShortCodeConfig, ...] = ()
     programs: tuple[ProgramConfig, ...] = ()
     api: ApiConfig = field(default_factory=ApiConfig)
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -325,6 +374,7 @@ def _check(config: Config, file: str) -> None:
                  f"{program.short_code!r} is not one of the configured short_codes")
         if not program.help_text.strip():
             fail(f"{key}.help_text", "must not be empty (carriers require a HELP answer)")
+        _check_program_policy(program, key, fail)
         for j, word in enumerate(program.keywords):
             if not word.strip():
                 fail(f"{key}.keywords[{j}]", "must not be empty")
@@ -334,6 +384,7 @@ def _check(config: Config, file: str) -> None:
                                              f"{keywords[slot]!r} on short code {slot[0]}")
             keywords[slot] = program.id
 
+    _check_consent(config.consent, fail)
     _check_sync(config.sync, fail)
     if config.imports.max_bytes < 1024:
         fail("imports.max_bytes", "must be at least 1024")
@@ -341,6 +392,44 @@ def _check(config: Config, file: str) -> None:
     for i, token in enumerate(config.api.tokens):
         if len(token) < 16:
             fail(f"api.tokens[{i}]", "must be at least 16 characters long")
+
+
+_PRESETS = ("default", "strict", "strict-no-sunday", "always")
+_HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
+
+
+def parse_quiet_hours(spec: str) -> tuple[str, str] | None:
+    """"08:00-20:00" → ("08:00", "20:00"); None for a preset name or a bad value."""
+    match = _HOURS.match(spec)
+    if not match or (match[1], match[2]) >= (match[3], match[4]):
+        return None
+    return f"{match[1]}:{match[2]}", f"{match[3]}:{match[4]}"
+
+
+def _check_program_policy(program: ProgramConfig, key: str,
+                          fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    if program.quiet_hours not in _PRESETS and parse_quiet_hours(program.quiet_hours) is None:
+        fail(f"{key}.quiet_hours", f"{program.quiet_hours!r} is neither a preset "
+             f"({', '.join(_PRESETS)}) nor a window like '08:00-20:00'")
+    if program.max_messages < 0:
+        fail(f"{key}.max_messages", "must not be negative")
+    if program.cap_window_hours <= 0:
+        fail(f"{key}.cap_window_hours", "must be greater than 0")
+    languages: set[str] = set()
+    for i, texts in enumerate(program.translations):
+        if not texts.language or texts.language in languages:
+            fail(f"{key}.translations[{i}].language", "must be set, once per language")
+        languages.add(texts.language)
+
+
+def _check_consent(consent: ConsentConfig,
+                   fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    if consent.double_opt_in_expiry_hours <= 0:
+        fail("consent.double_opt_in_expiry_hours", "must be greater than 0")
+    if consent.max_messages < 0:
+        fail("consent.max_messages", "must not be negative")
+    if consent.cap_window_hours <= 0:
+        fail("consent.cap_window_hours", "must be greater than 0")
 
 
 def _check_name(name: str, seen: set[str], key: str, what: str,
