@@ -16,14 +16,8 @@ from consent.programs import Catalog, Program
 from gateway.db import Tx
 from gateway.db import consent as sql
 from gateway.db.profiles import get as get_profile
-from gateway.models import InboundMessage
+from gateway.models import InboundMessage, Reply
 from gateway.text import words
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    program_id: str | None
 
 
 @dataclass

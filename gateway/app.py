@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from consent import Consent
 from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.db import Database
+from gateway.db import Database, Tx
 from gateway.db.messages import outbound_counts, queue_depth
 from gateway.http import api, health, profiles_api, webhooks
 from gateway.http.auth import auth_middleware
@@ -23,6 +24,7 @@ from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics
+from gateway.models import InboundMessage, Reply
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
 from gateway.providers.sandbox import SandboxProvider
@@ -92,9 +94,18 @@ async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
               for endpoint in config.sync.endpoints]
     hub = SyncHub(relays)
     app[keys.SYNC] = hub
+    consent = Consent(config, app[keys.PROFILES])
+    app[keys.CONSENT] = consent
+
+    async def consent_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:
+        # The reserved keywords; the keyword router (handlers/) will wrap this.
+        outcome = await consent.responder.handle(tx, msg)
+        return outcome.replies if outcome else []
+
     app[keys.INGEST] = Ingest(db, metrics, app[keys.PROFILES],
                               short_codes=frozenset(s.code for s in config.short_codes),
-                              committed=hub.wake)
+                              committed=hub.wake, on_inbound=consent_replies,
+                              on_status=[consent.carrier.on_status])
     for relay in relays:
         app[keys.WORKERS].start(f"sync:{relay.endpoint.name}", relay.run)
 

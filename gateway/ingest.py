@@ -4,16 +4,38 @@ and put it on the customer's profile in the same transaction."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from gateway.db import Database, Tx
-from gateway.db.messages import insert_inbound, insert_status
+from gateway.db.messages import (
+    inline_replies,
+    insert_inbound,
+    insert_inline_reply,
+    insert_status,
+)
 from gateway.metrics import GatewayMetrics
-from gateway.models import InboundMessage, StatusUpdate
+from gateway.models import InboundMessage, Reply, StatusUpdate
 from gateway.phone import mask
 from gateway.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
+
+
+#: Decides the replies to an inbound message, inside the transaction that stores it.
+InboundHook = Callable[[Tx, InboundMessage], Awaitable[list[Reply]]]
+#: Reacts to a delivery receipt inside the transaction that stores it (carrier opt-outs).
+StatusHook = Callable[[Tx, StatusUpdate], Awaitable[object]]
+
+
+async def no_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:
+    return []
+
+
+@dataclass(frozen=True)
+class Received:
+    new: bool  # False: the provider retried a message already stored
+    replies: list[str]  # what to answer at once (the same again for a retry)
 
 
 class Ingest:
@@ -21,33 +43,45 @@ class Ingest:
 
     def __init__(self, db: Database, metrics: GatewayMetrics, profiles: ProfileStore, *,
                  short_codes: frozenset[str] = frozenset(),
-                 committed: Callable[[], None] = lambda: None) -> None:
+                 committed: Callable[[], None] = lambda: None,
+                 on_inbound: InboundHook = no_replies,
+                 on_status: Sequence[StatusHook] = ()) -> None:
         self.db, self.metrics, self.profiles = db, metrics, profiles
         self.short_codes = short_codes
         self.committed = committed
+        self.on_inbound, self.on_status = on_inbound, tuple(on_status)
 
-    async def inbound(self, msg: InboundMessage) -> bool:
-        """Store `msg`; False when the provider had delivered this message id before."""
+    async def inbound(self, msg: InboundMessage) -> Received:
+        """Store `msg` with its consequences and replies, all in one transaction."""
 
-        async def store(tx: Tx) -> int | None:
+        async def store(tx: Tx) -> tuple[int, list[str]] | None:
             rowid = await insert_inbound(tx, msg)
-            if rowid is not None:
-                await self.profiles.on_inbound(tx, msg)
-            return rowid
+            if rowid is None:
+                return None
+            await self.profiles.on_inbound(tx, msg)
+            replies = await self.on_inbound(tx, msg)
+            for reply in replies:
+                await insert_inline_reply(tx, inbound_id=rowid, from_number=msg.to_number,
+                                          to_number=msg.from_number, body=reply.text,
+                                          program_id=reply.program_id, at=msg.received_at)
+            return rowid, [r.text for r in replies]
 
-        rowid = await self.db.write(store)
-        if rowid is None:
+        stored = await self.db.write(store)
+        if stored is None:
             self.metrics.inbound_duplicates.inc()
             log.info("inbound %s from %s already stored: provider retry", msg.provider_sid,
                      mask(msg.from_number))
-            return False
+            return Received(False, await inline_replies(self.db, msg.provider,
+                                                        msg.provider_sid))
+        rowid, replies = stored
         self.committed()
         # Only our own numbers become label values: a forged To must not grow the series.
         label = msg.to_number if msg.to_number in self.short_codes else "other"
         self.metrics.inbound.inc(short_code=label)
-        log.info("inbound %s from %s to %s stored as #%d", msg.provider_sid,
-                 mask(msg.from_number), msg.to_number, rowid)
-        return True
+        log.info("inbound %s from %s to %s stored as #%d, %d repl%s", msg.provider_sid,
+                 mask(msg.from_number), msg.to_number, rowid, len(replies),
+                 "y" if len(replies) == 1 else "ies")
+        return Received(True, replies)
 
     async def status(self, update: StatusUpdate) -> None:
         await self.db.write(lambda tx: self.record_status(tx, update))
@@ -57,4 +91,6 @@ class Ingest:
         """Append a receipt inside the caller's transaction (webhook or sandbox carrier)."""
         await insert_status(tx, update)
         await self.profiles.on_status(tx, update)
+        for hook in self.on_status:
+            await hook(tx, update)
         self.metrics.status_callbacks.inc(status=update.status)

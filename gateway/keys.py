@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from consent import Consent
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.db import Database
@@ -27,3 +28,4 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 PROFILES = web.AppKey("profiles", ProfileStore)
 SYNC = web.AppKey("sync", SyncHub)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+CONSENT = web.AppKey("consent", Consent)

@@ -41,3 +41,11 @@ class OutgoingSMS:
     from_number: str
     body: str
     status_callback: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A text to send back at once to the customer who wrote (inline in the webhook answer)."""
+
+    text: str
+    program_id: str | None = None

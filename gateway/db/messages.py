@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from gateway.clock import isoformat
 from gateway.db import Database, Tx
@@ -31,6 +32,25 @@ async def insert_status(tx: Tx, update: StatusUpdate) -> int:
         (update.provider, update.provider_sid, update.status, update.error_code,
          isoformat(update.received_at),
          json.dumps(update.params, ensure_ascii=False, sort_keys=True)))
+
+
+async def insert_inline_reply(tx: Tx, *, inbound_id: int, from_number: str, to_number: str,
+                              body: str, program_id: str | None, at: datetime) -> int:
+    """A reply handed to the provider in the webhook's own answer (TwiML): sent with it."""
+    stamp = isoformat(at)
+    return await tx.execute(
+        "INSERT INTO outbound_messages (from_number, to_number, body, status, provider,"
+        " created_at, updated_at, program_id, purpose, sent_at, in_reply_to)"
+        " VALUES (?, ?, ?, 'sent', 'inline', ?, ?, ?, 'reply', ?, ?)",
+        (from_number, to_number, body, stamp, stamp, program_id, stamp, inbound_id))
+
+
+async def inline_replies(db: Database | Tx, provider: str, provider_sid: str) -> list[str]:
+    """The replies given to an inbound message, for answering a retried webhook the same."""
+    rows = await db.fetchall(
+        "SELECT o.body FROM outbound_messages o JOIN inbound_messages i ON i.id = o.in_reply_to"
+        " WHERE i.provider = ? AND i.provider_sid = ? ORDER BY o.id", (provider, provider_sid))
+    return [r[0] for r in rows]
 
 
 async def outbound_counts(db: Database) -> dict[str, int]:

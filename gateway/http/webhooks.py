@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from xml.sax.saxutils import escape
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
@@ -105,8 +106,16 @@ async def inbound_sms(request: web.Request, form: dict[str, str]) -> web.StreamR
     if config.short_code(to_number) is None:
         log.warning("inbound %s is for %s, which is not a configured short code", sid,
                     to_number)
-    await request.app[keys.INGEST].inbound(msg)
-    return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+    received = await request.app[keys.INGEST].inbound(msg)
+    return web.Response(text=twiml(received.replies), content_type="text/xml")
+
+
+def twiml(replies: list[str]) -> str:
+    """Twilio's answer format: each reply a <Message>, sent by Twilio at once."""
+    if not replies:
+        return EMPTY_TWIML
+    messages = "".join(f"<Message>{escape(text)}</Message>" for text in replies)
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{messages}</Response>'
 
 
 @routes.post("/webhooks/twilio/status")
