@@ -18,7 +18,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database, Tx
 from gateway.db.messages import outbound_counts, queue_depth
-from gateway.http import api, health, profiles_api, webhooks
+from gateway.http import api, consent_api, health, profiles_api, webhooks
 from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
@@ -49,6 +49,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app.add_routes(health.routes)
     app.add_routes(api.routes)
     app.add_routes(profiles_api.routes)
+    app.add_routes(consent_api.routes)
     return app
 
 

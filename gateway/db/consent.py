@@ -101,6 +101,14 @@ async def marketing_sends(db: Database | Tx, phone: str, since: datetime
     return [(r[0], r[1]) for r in rows]
 
 
+async def marketing_messages(db: Database | Tx, phone: str) -> list[Row]:
+    """Marketing messages to `phone`, each with the opt-in event that allowed it."""
+    return await db.fetchall(
+        "SELECT id, program_id, status, created_at, sent_at, consent_event_id"
+        " FROM outbound_messages WHERE to_number = ? AND purpose = 'marketing' ORDER BY id",
+        (phone,))
+
+
 async def redact(tx: Tx, phone: str) -> None:
     """Erasure: blank the personal text of the ledger's events; what happened stays."""
     await tx.execute("UPDATE consent_events SET inbound_text = NULL, reply_text = NULL,"

@@ -45,6 +45,16 @@ async def insert_inline_reply(tx: Tx, *, inbound_id: int, from_number: str, to_n
         (from_number, to_number, body, stamp, stamp, program_id, stamp, inbound_id))
 
 
+async def queue_message(tx: Tx, *, from_number: str, to_number: str, body: str,
+                        program_id: str | None, purpose: str, at: datetime) -> int:
+    """A message for the outbound pipeline to send (consent-checked when it goes)."""
+    stamp = isoformat(at)
+    return await tx.execute(
+        "INSERT INTO outbound_messages (from_number, to_number, body, status, created_at,"
+        " updated_at, program_id, purpose) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+        (from_number, to_number, body, stamp, stamp, program_id, purpose))
+
+
 async def inline_replies(db: Database | Tx, provider: str, provider_sid: str) -> list[str]:
     """The replies given to an inbound message, for answering a retried webhook the same."""
     rows = await db.fetchall(

@@ -105,7 +105,56 @@ PROFILE_PATHS: dict[str, Any] = {
                 "ids": {"type": "array", "items": {"type": "integer"}}}}}}})},
 }
 
+CONSENT_PATHS: dict[str, Any] = {
+    "/api/v1/consent/{phone}": {"get": _op(
+        "Consent status per program and the full event history", "getConsent",
+        {"200": _json({"type": "object", "properties": {
+            "phone": {"type": "string"},
+            "programs": {"type": "array", "items": {"type": "object"}},
+            "history": {"type": "array", "items": _ref("ConsentEvent")}}}, "Consent")},
+        params=[_PHONE])},
+    "/api/v1/consent": {"post": _op(
+        "Record an opt-in or opt-out captured elsewhere (web form, store counter)",
+        "recordConsent", {"201": _json({"type": "object", "properties": {
+            "event_id": {"type": "integer"}, "status": {"type": "string"},
+            "queued_message_id": {"type": ["integer", "null"]}}}, "Recorded")},
+        body={"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["phone", "program", "action"], "properties": {
+                "phone": {"type": "string"}, "program": {"type": "string"},
+                "action": {"enum": ["opt_in", "opt_out"]},
+                "source": {"enum": ["keyword", "web_form", "api", "import", "carrier",
+                                    "store"]},
+                "evidence": {"type": "object",
+                             "description": "Required for an opt-in: form_url, ip, "
+                                            "user_agent, terms_shown, captured_at …"},
+                "double_opt_in": {"type": "boolean"}}}}}})},
+    "/api/v1/consent/export": {"get": _op(
+        "The consent audit export, streamed", "exportConsent",
+        {"200": {"description": "One line per ledger event", "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}}}}},
+        params=[{"name": "program", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"type": "string", "format": "date-time"}},
+                {"name": "format", "in": "query", "required": False,
+                 "schema": {"enum": ["csv", "jsonl"]}}])},
+    "/api/v1/consent/review": {"get": _op(
+        "Doubtful messages that might be opt-outs, for a person to judge", "listReview",
+        {"200": _json({"type": "object", "properties": {"review": {
+            "type": "array", "items": {"type": "object"}}}}, "Open review items")},
+        params=[_LIMIT])},
+}
+
 PROFILE_SCHEMAS: dict[str, Any] = {
+    "ConsentEvent": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "phone": {"type": "string"}, "program": {"type": "string"},
+        "kind": {"enum": ["opt_in_requested", "opt_in_confirmed", "opt_out", "re_opt_in",
+                          "imported"]},
+        "source": {"type": "string"}, "occurred_at": {"type": "string"},
+        "inbound_sid": {"type": ["string", "null"]},
+        "inbound_text": {"type": ["string", "null"]},
+        "reply_text": {"type": ["string", "null"]}, "evidence": {"type": "object"}}},
     "Profile": {"type": "object", "properties": {
         "phone": {"type": "string"}, "first_name": {"type": ["string", "null"]},
         "last_name": {"type": ["string", "null"]}, "email": {"type": ["string", "null"]},
@@ -253,4 +302,5 @@ SPEC: dict[str, Any] = {
 }
 
 SPEC["paths"].update(PROFILE_PATHS)
+SPEC["paths"].update(CONSENT_PATHS)
 SPEC["components"]["schemas"].update(PROFILE_SCHEMAS)

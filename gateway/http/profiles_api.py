@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -13,47 +12,16 @@ from gateway.db import profiles as profile_sql
 from gateway.db import sync as sync_sql
 from gateway.db.segments import compile_segment
 from gateway.errors import BadRequest, NotFound
+from gateway.http.params import cursor_param, json_body, limit_param, next_cursor, phone_param
 from gateway.profile_import import WORKER_THRESHOLD_BYTES, import_profiles, parse_mapping
 from gateway.profiles import Profile, parse_changes
 
 routes = web.RouteTableDef()
 
 
-def _limit(request: web.Request, default: int = 50, most: int = 500) -> int:
-    raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise BadRequest(f"limit must be a whole number from 1 to {most}")
-    return int(raw)
-
-
-def _cursor(request: web.Request) -> str:
-    raw = request.query.get("cursor", "")
-    if not raw:
-        return ""
-    try:
-        return base64.b64decode(raw.encode(), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor: not a cursor this API returned") from None
-
-
-def _next_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-
-def _phone(request: web.Request) -> str:
-    return request.app[keys.PROFILES].normalise(request.match_info["phone"])
-
-
 @routes.get("/api/v1/profiles/{phone}")
 async def get_profile(request: web.Request) -> web.Response:
-    phone = _phone(request)
+    phone = phone_param(request)
     row = await profile_sql.get(request.app[keys.DB], phone)
     if row is None:
         raise NotFound(f"no profile for {phone}")
@@ -61,8 +29,8 @@ async def get_profile(request: web.Request) -> web.Response:
 
 
 async def _change(request: web.Request, *, replace: bool) -> web.Response:
-    phone = _phone(request)
-    changes = parse_changes(await _json_body(request), replace=replace)
+    phone = phone_param(request)
+    changes = parse_changes(await json_body(request), replace=replace)
     store, now = request.app[keys.PROFILES], request.app[keys.CLOCK].now()
     profile = await request.app[keys.DB].write(
         lambda tx: store.apply(tx, phone, changes, now, source="api"))
@@ -84,7 +52,7 @@ async def patch_profile(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/profiles/{phone}")
 async def erase_profile(request: web.Request) -> web.Response:
-    phone = _phone(request)
+    phone = phone_param(request)
     store, db = request.app[keys.PROFILES], request.app[keys.DB]
     now = request.app[keys.CLOCK].now()
     event_id = await db.write(lambda tx: store.erase(tx, phone, now))
@@ -102,26 +70,26 @@ async def list_profiles(request: web.Request) -> web.Response:
         except json.JSONDecodeError as exc:
             raise BadRequest(f"segment: not valid JSON: {exc}") from None
         where, params = compile_segment(segment)
-    limit = _limit(request)
-    rows = await profile_sql.page(request.app[keys.DB], after_phone=_cursor(request),
+    limit = limit_param(request)
+    rows = await profile_sql.page(request.app[keys.DB], after_phone=cursor_param(request),
                                   limit=limit + 1, where=where, params=params)
     more = len(rows) > limit
     profiles = [Profile.from_row(r).to_dict() for r in rows[:limit]]
     return web.json_response({
         "profiles": profiles,
-        "next_cursor": _next_cursor(profiles[-1]["phone"]) if more else None})
+        "next_cursor": next_cursor(profiles[-1]["phone"]) if more else None})
 
 
 @routes.get("/api/v1/profiles/{phone}/timeline")
 async def timeline(request: web.Request) -> web.Response:
-    phone = _phone(request)
+    phone = phone_param(request)
     db = request.app[keys.DB]
     if await profile_sql.get(db, phone) is None:
         raise NotFound(f"no profile for {phone}")
-    after = _cursor(request)
+    after = cursor_param(request)
     if after and not after.isdigit():
         raise BadRequest("cursor: not a cursor this API returned")
-    limit = _limit(request, default=100)
+    limit = limit_param(request, default=100)
     rows = await profile_sql.timeline(db, phone, after_seq=int(after or 0), limit=limit + 1)
     events = [{"event_id": r["event_id"], "sequence": r["seq"], "type": r["type"],
                "occurred_at": r["occurred_at"], "data": json.loads(r["data_json"])}
@@ -129,7 +97,7 @@ async def timeline(request: web.Request) -> web.Response:
     more = len(rows) > limit
     return web.json_response({
         "events": events,
-        "next_cursor": _next_cursor(str(events[-1]["sequence"])) if more else None})
+        "next_cursor": next_cursor(str(events[-1]["sequence"])) if more else None})
 
 
 @routes.post("/api/v1/profiles/import")
@@ -171,16 +139,16 @@ async def sync_status(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sync/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
     endpoint = request.query.get("endpoint") or None
-    after = _cursor(request)
+    after = cursor_param(request)
     if after and not after.isdigit():
         raise BadRequest("cursor: not a cursor this API returned")
-    limit = _limit(request, default=100)
+    limit = limit_param(request, default=100)
     rows = await sync_sql.dead_letters(request.app[keys.DB], endpoint, int(after or 0),
                                        limit + 1)
     items = [dict(r) for r in rows[:limit]]
     more = len(rows) > limit
     return web.json_response({"dead_letters": items,
-                              "next_cursor": _next_cursor(str(items[-1]["id"])) if more
+                              "next_cursor": next_cursor(str(items[-1]["id"])) if more
                               else None})
 
 
@@ -189,7 +157,7 @@ async def replay(request: web.Request) -> web.Response:
     """Body (optional): {"endpoint": NAME, "ids": [...]}; replays all dead letters otherwise."""
     body: dict[str, Any] = {}
     if request.can_read_body:
-        body = await _json_body(request)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")
     endpoint = body.get("endpoint")

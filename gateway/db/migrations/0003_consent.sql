@@ -52,6 +52,8 @@ CREATE INDEX consent_review_open ON consent_review(received_at) WHERE resolved_a
 ALTER TABLE outbound_messages ADD COLUMN program_id TEXT;
 ALTER TABLE outbound_messages ADD COLUMN purpose TEXT;
 ALTER TABLE outbound_messages ADD COLUMN sent_at TEXT;
+-- For a marketing message: the opt-in event that allowed it (the audit trail).
+ALTER TABLE outbound_messages ADD COLUMN consent_event_id INTEGER REFERENCES consent_events(id);
 -- A reply given inline in the webhook's answer, to this inbound message.
 ALTER TABLE outbound_messages ADD COLUMN in_reply_to INTEGER REFERENCES inbound_messages(id);
 CREATE INDEX outbound_messages_reply ON outbound_messages(in_reply_to)

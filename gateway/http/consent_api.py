@@ -1,0 +1,133 @@
+"""Admin API for consent: status and history, consent captured elsewhere, the audit export,
+and the review list of doubtful messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from consent import ConsentEvent, Kind, Source
+from consent.export import CSV_HEADER, csv_line, jsonl_line
+from gateway import keys
+from gateway.db import consent as consent_sql
+from gateway.db.messages import queue_message
+from gateway.errors import BadRequest
+from gateway.http.params import json_body, limit_param, phone_param
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/consent/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    """Every ledger event (optionally of one program, since a date), streamed."""
+    consent = request.app[keys.CONSENT]
+    program = request.query.get("program") or None
+    if program and consent.catalog.get(program) is None:
+        raise BadRequest(f"program: {program!r} is not a configured program")
+    since = _since(request.query.get("since"))
+    fmt = request.query.get("format", "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise BadRequest("format: use csv or jsonl")
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8" if fmt == "csv"
+        else "application/x-ndjson; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="consent-{program or "all"}.{fmt}"'})
+    await response.prepare(request)
+    if fmt == "csv":
+        await response.write(CSV_HEADER.encode())
+    db, after = request.app[keys.DB], 0
+    while rows := await consent_sql.program_events(db, program, since, after, 1000):
+        lines = [csv_line(r) if fmt == "csv" else jsonl_line(r) for r in rows]
+        await response.write("".join(lines).encode())
+        after = rows[-1]["id"]
+    await response.write_eof()
+    return response
+
+
+@routes.get("/api/v1/consent/review")
+async def review_list(request: web.Request) -> web.Response:
+    """Messages that might be opt-outs: nothing was done with them; a person decides."""
+    rows = await consent_sql.open_reviews(request.app[keys.DB], 0, limit_param(request, 100))
+    return web.json_response({"review": [dict(r) for r in rows]})
+
+
+@routes.get("/api/v1/consent/{phone}")
+async def show(request: web.Request) -> web.Response:
+    phone = phone_param(request)
+    consent, db = request.app[keys.CONSENT], request.app[keys.DB]
+    now = request.app[keys.CLOCK].now()
+    states = {s.program_id: s for s in await consent.ledger.states(db, phone)}
+    programs = [states[p].to_dict(now) if p in states else {"program": p, "status": "none"}
+                for p in consent.catalog.programs]
+    history = [e.to_dict() for e in await consent.ledger.history(db, phone)]
+    # For every marketing message: the opt-in that allowed it.
+    marketing = [dict(r) for r in await consent_sql.marketing_messages(db, phone)]
+    return web.json_response({"phone": phone, "programs": programs, "history": history,
+                              "marketing_messages": marketing})
+
+
+@routes.post("/api/v1/consent")
+async def record(request: web.Request) -> web.Response:
+    """Consent captured elsewhere: {"phone", "program", "action": "opt_in"|"opt_out",
+    "source", "evidence": {...}, "double_opt_in": bool}. An opt-in needs evidence."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    consent = request.app[keys.CONSENT]
+    phone = request.app[keys.PROFILES].normalise(str(body.get("phone", "")))
+    program = consent.catalog.get(str(body.get("program", "")))
+    if program is None:
+        raise BadRequest(f"program: {body.get('program')!r} is not a configured program")
+    action = body.get("action")
+    if action not in ("opt_in", "opt_out"):
+        raise BadRequest("action: use opt_in or opt_out")
+    source = body.get("source", Source.API.value)
+    if source not in {s.value for s in Source}:
+        raise BadRequest(f"source: use one of {', '.join(s.value for s in Source)}")
+    evidence = body.get("evidence", {})
+    if not isinstance(evidence, dict):
+        raise BadRequest("evidence: expected an object")
+    double = bool(body.get("double_opt_in", False))
+    if action == "opt_in" and not evidence:
+        raise BadRequest("evidence: an opt-in needs evidence of how it was given (e.g. "
+                         "form_url, ip, user_agent, terms_shown, captured_at)")
+    now = request.app[keys.CLOCK].now()
+    texts = program.text(None)
+    if action == "opt_out":
+        kind = Kind.OPT_OUT
+    elif double:
+        kind = Kind.OPT_IN_REQUESTED
+    elif source == Source.IMPORT:
+        kind = Kind.IMPORTED
+    else:
+        kind = Kind.OPT_IN_CONFIRMED
+    reply = texts.confirmation_request if kind is Kind.OPT_IN_REQUESTED else None
+
+    async def write(tx: Any) -> tuple[int, str, int | None]:
+        event_id, state = await consent.ledger.record(tx, ConsentEvent(
+            phone=phone, program_id=program.id, kind=kind, source=source, occurred_at=now,
+            reply_text=reply, evidence=evidence))
+        queued = None
+        if reply is not None:
+            # The confirmation request leaves through the outbound queue.
+            queued = await queue_message(tx, from_number=program.short_code, to_number=phone,
+                                         body=reply, program_id=program.id,
+                                         purpose="transactional", at=now)
+        return event_id, state.status.value, queued
+
+    event_id, status, queued = await request.app[keys.DB].write(write)
+    request.app[keys.SYNC].wake()
+    return web.json_response({"phone": phone, "program": program.id, "event_id": event_id,
+                              "status": status, "queued_message_id": queued}, status=201)
+
+
+def _since(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"since: {raw!r} is not an ISO 8601 date or time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

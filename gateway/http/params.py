@@ -1,0 +1,44 @@
+"""Reading the common parts of an admin API request, with clear 400s."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.errors import BadRequest
+
+
+def limit_param(request: web.Request, default: int = 50, most: int = 500) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise BadRequest(f"limit must be a whole number from 1 to {most}")
+    return int(raw)
+
+
+def cursor_param(request: web.Request) -> str:
+    raw = request.query.get("cursor", "")
+    if not raw:
+        return ""
+    try:
+        return base64.b64decode(raw.encode(), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("cursor: not a cursor this API returned") from None
+
+
+def next_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+async def json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def phone_param(request: web.Request) -> str:
+    return request.app[keys.PROFILES].normalise(request.match_info["phone"])
