@@ -41,6 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--text", required=True, help="the message body")
     sim.add_argument("--to", help="the short code (default: the first configured one)")
     sim.add_argument("--url", help="where the gateway listens (default: service.public_url)")
+    with_config(sub.add_parser(
+        "check", help="lint programs against carrier (CTIA) rules and replay HELP/JOIN/STOP"))
+    consent = sub.add_parser("consent", help="show or export consent records")
+    csub = consent.add_subparsers(dest="consent_command", required=True, metavar="ACTION")
+    show = with_config(csub.add_parser("show", help="a customer's consent and its history"))
+    show.add_argument("phone")
+    export = with_config(csub.add_parser("export", help="the audit export, as CSV on stdout"))
+    export.add_argument("--program", help="only this program")
+    export.add_argument("--since", help="only events from this date (YYYY-MM-DD) on")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+
     profiles = sub.add_parser("profiles", help="import or erase customer profiles")
     psub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
     imp = with_config(psub.add_parser("import", help="import profiles from CSV or JSON Lines"))
@@ -74,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "simulate":
             return asyncio.run(_simulate(config, args))
+        if args.command == "check":
+            from gateway.consent_cli import check
+
+            return asyncio.run(check(config))
+        if args.command == "consent":
+            from gateway.consent_cli import export, show
+
+            if args.consent_command == "show":
+                return asyncio.run(show(config, args.phone))
+            return asyncio.run(export(config, args.program, args.since, args.format))
         if args.command == "profiles":
             from gateway.profiles_cli import erase, import_file
 

@@ -12,6 +12,7 @@ import signal
 
 from aiohttp import web
 
+from consent.compliance import lint
 from gateway import keys
 from gateway.app import create_app
 from gateway.config import Config
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 
 async def serve(config: Config) -> None:
+    for finding in lint(config):  # the carrier audit's findings, as warnings at start
+        log.warning("compliance %s in program %s: %s (see `mcrm check`)", finding.level,
+                    finding.program, finding.message)
     app = create_app(config)
     svc = config.service
     runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(

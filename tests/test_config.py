@@ -121,6 +121,13 @@ CASES = [
      'secret = "0123456789abcdef"', "sync.endpoints[1].name", "used twice"),
     ("sync retry bounds", "[sync]\nretry_initial_seconds = 10\nretry_max_seconds = 1",
      "sync.retry_max_seconds", "must not be less"),
+    ("bad quiet hours", '[[short_codes]]\ncode = "12345"\n[[programs]]\nid = "p"\n'
+     'name = "P"\nshort_code = "12345"\nhelp_text = "h"\nquiet_hours = "21:00-08:00"',
+     "programs[0].quiet_hours", "neither a preset"),
+    ("stop scope", '[consent]\nstop_scope = "galaxy"', "consent.stop_scope",
+     "must be one of"),
+    ("double opt-in expiry", "[consent]\ndouble_opt_in_expiry_hours = 0",
+     "consent.double_opt_in_expiry_hours", "greater than 0"),
     ("empty help text", '[[short_codes]]\ncode = "12345"\n[[programs]]\nid = "p"\n'
      'name = "P"\nshort_code = "12345"\nhelp_text = " "', "programs[0].help_text",
      "must not be empty"),
