@@ -96,6 +96,11 @@ class SyncRelay:
             except DeliveryFailed as exc:
                 await self._sleep(self._backoff(exc.retry_after))
                 continue
+            except Exception:  # our side failed (database busy …): keep the relay alive
+                log.exception("sync relay %s: unexpected error", self.endpoint.name)
+                self.state.failures += 1
+                await self._sleep(self._backoff(None))
+                continue
             if sent == 0:
                 await self._sleep(self.settings.poll_interval_seconds)
 

@@ -216,3 +216,25 @@ async def test_a_new_endpoint_receives_the_whole_history(
     await make_client(sync_config(make_config, receiver.url))
     await wait_for(lambda: len(receiver.events) == 1)
     assert receiver.events[0]["data"]["body"] == "before the CRM was connected"
+
+
+async def test_a_relay_survives_an_error_on_our_side(
+        make_config: ConfigFactory, make_client: Any, receiver: CrmReceiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.db import sync as sync_sql
+
+    original, calls = sync_sql.next_events, {"n": 0}
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database hiccup")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(sync_sql, "next_events", flaky)
+    await receiver.start()
+    client = await make_client(sync_config(make_config, receiver.url))
+    await text(client, "SM1", "+12125550101", "hello")
+    await wait_for(lambda: len(receiver.events) == 1)
+    assert calls["n"] >= 2
+    assert (await client.get("/readyz")).status == 200

@@ -81,7 +81,12 @@ class SandboxProvider:
     async def run_receipts(self) -> None:
         """Emit due receipts forever (a background worker); survives restarts via the table."""
         while True:
-            due = await self.deliver_due_receipts()
+            try:
+                due = await self.deliver_due_receipts()
+            except Exception:  # e.g. the database is busy: try again shortly
+                log.exception("sandbox receipts: unexpected error")
+                await asyncio.sleep(1.0)
+                continue
             if due:
                 continue
             self._wake.clear()
