@@ -90,3 +90,25 @@ def test_cli_erase(tmp_path: Path) -> None:
     bad = subprocess.run([*run, "erase", "nope", "-c", str(config)], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "cannot parse phone number" in bad.stderr
+
+
+async def test_an_erased_customer_is_refused_even_after_an_old_opt_in(client: Any) -> None:
+    """What a campaign asks before each message: the erased number gets nothing."""
+    from consent import Purpose
+
+    consent = client.app[keys.CONSENT]
+    db = client.app[keys.DB]
+    await client.post("/api/v1/consent", headers=admin(), json={
+        "phone": PHONE, "program": "deals", "action": "opt_in",
+        "evidence": {"form_url": "https://acme.example/join"}})
+    now = client.app[keys.CLOCK].now()
+    assert (await consent.rules.decide(db, PHONE, "deals", Purpose.MARKETING, now)).verdict \
+        in ("allow", "defer")  # opted in (quiet hours may defer it)
+    assert (await client.delete(f"/api/v1/profiles/{PHONE}", headers=admin())).status == 200
+    later = client.app[keys.CLOCK].now()
+    for purpose in Purpose:
+        decision = await consent.rules.decide(db, PHONE, "deals", purpose, later)
+        assert (decision.verdict, decision.reason) == ("deny", "opted_out"), purpose
+    profile = await (await client.get(f"/api/v1/profiles/{PHONE}", headers=admin())).json()
+    assert profile["consent"] == {"deals": "opted_in"}  # the ledger is kept …
+    assert profile["suppressed_since"] is not None  # … and the suppression wins

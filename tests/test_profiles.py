@@ -36,6 +36,7 @@ async def test_an_inbound_text_creates_and_counts_on_the_profile(client: Any) ->
     assert profile["counters"] == {"inbound": 2, "outbound": 0, "delivered": 0, "failed": 0}
     assert profile["last_inbound_at"] is not None
     assert profile["derived_time_zones"] == ["America/New_York"]
+    assert profile["consent"] == {"deals": "none"}
     status, timeline = await get(client, f"/api/v1/profiles/{PHONE}/timeline")
     assert [(e["sequence"], e["type"], e["data"]["body"]) for e in timeline["events"]] == [
         (1, "message.in", "JOIN"), (2, "message.in", "hello again")]

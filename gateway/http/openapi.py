@@ -162,6 +162,9 @@ PROFILE_SCHEMAS: dict[str, Any] = {
         "derived_time_zones": {"type": "array", "items": {"type": "string"}},
         "attributes": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
         "counters": {"type": "object"}, "last_inbound_at": {"type": ["string", "null"]},
+        "consent": {"type": "object", "description": "Status per program: none, pending, "
+                                                     "opted_in or opted_out"},
+        "suppressed_since": {"type": ["string", "null"]},
         "last_outbound_at": {"type": ["string", "null"]}, "created_at": {"type": "string"},
         "updated_at": {"type": "string"}}},
     "ProfileChanges": {"type": "object", "properties": {

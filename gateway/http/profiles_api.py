@@ -25,7 +25,20 @@ async def get_profile(request: web.Request) -> web.Response:
     row = await profile_sql.get(request.app[keys.DB], phone)
     if row is None:
         raise NotFound(f"no profile for {phone}")
-    return web.json_response(Profile.from_row(row).to_dict())
+    return web.json_response(await _with_consent(request, Profile.from_row(row)))
+
+
+async def _with_consent(request: web.Request, profile: Profile) -> dict[str, Any]:
+    """The profile as JSON, with its consent status per program."""
+    consent, now = request.app[keys.CONSENT], request.app[keys.CLOCK].now()
+    states = {s.program_id: s.effective(now).value
+              for s in await consent.ledger.states(request.app[keys.DB], profile.phone)}
+    suppressed = await profile_sql.suppressed_since(request.app[keys.DB], profile.phone)
+    return {**profile.to_dict(),
+            "consent": {program: states.get(program, "none")
+                        for program in consent.catalog.programs},
+            # Erased: nothing is sent unless a newer opt-in comes.
+            "suppressed_since": suppressed.isoformat() if suppressed else None}
 
 
 async def _change(request: web.Request, *, replace: bool) -> web.Response:
@@ -35,7 +48,7 @@ async def _change(request: web.Request, *, replace: bool) -> web.Response:
     profile = await request.app[keys.DB].write(
         lambda tx: store.apply(tx, phone, changes, now, source="api"))
     request.app[keys.SYNC].wake()
-    return web.json_response(profile.to_dict())
+    return web.json_response(await _with_consent(request, profile))
 
 
 @routes.put("/api/v1/profiles/{phone}")
