@@ -110,6 +110,10 @@ def fold(state: ConsentState, event: ConsentEvent, event_id: int,
          pending_for: timedelta) -> ConsentState:
     """The state after `event`: the one place the ledger's meaning is defined."""
     at = event.occurred_at
+    if state.since is not None and at < state.since:
+        # Older than what decided the current status (an import of last year's opt-in after
+        # this week's STOP): kept in the ledger as proof, but it changes nothing.
+        return state
     current = state.effective(at)
     if event.kind is Kind.OPT_IN_REQUESTED:
         if current is Status.OPTED_IN:  # asking again changes nothing while opted in

@@ -16,7 +16,7 @@ import itertools
 import json
 import multiprocessing
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from gateway.db import Database, Tx
 from gateway.errors import BadRequest, GatewayError, InvalidNumber
 from gateway.profiles import (
     FIELDS,
+    ImportedConsent,
     ProfileChanges,
     ProfileStore,
     check_attribute,
@@ -92,17 +93,27 @@ def parse_mapping(spec: str) -> dict[str, str]:
     return mapping
 
 
-def resolve_target(column: str, mapping: dict[str, str]) -> Target:
+def resolve_target(column: str, mapping: dict[str, str],
+                   programs: frozenset[str] = frozenset()) -> Target:
     """A column's target: from the mapping, else a known name, else a string attribute."""
     spec = mapping.get(column, column)
     name, _, type_ = spec.partition(":")
     type_ = type_ or "auto"  # CSV cells stay strings, JSON values keep their JSON type
     if type_ not in TYPES:
         raise ImportRejected(f"column {column!r}: type {type_!r} is not one of {', '.join(TYPES)}")
-    if name.startswith("consent"):
-        raise ImportRejected(
-            f"column {column!r}: consent cannot be imported as a profile column; consent "
-            "needs evidence (source, time, text shown) and is recorded in the consent ledger")
+    if name.startswith("consent."):
+        program = name.removeprefix("consent.")
+        if program not in programs:
+            raise ImportRejected(f"column {column!r}: {program!r} is not a configured program")
+        return Target("consent", program)
+    if name.startswith("consent_"):
+        key = name.removeprefix("consent_")
+        if key not in EVIDENCE_KEYS:
+            raise ImportRejected(
+                f"column {column!r}: consent is imported as consent.<program> columns "
+                f"(opted_in or opted_out) with evidence columns "
+                f"{', '.join('consent_' + k for k in EVIDENCE_KEYS)}")
+        return Target("evidence", key)
     if name.startswith("attributes."):
         attribute = name.removeprefix("attributes.")
         try:
@@ -175,6 +186,8 @@ def _row_changes(record: dict[str, Any], targets: dict[str, Target], store: Prof
     fields: dict[str, str | None] = {}
     attributes: dict[str, Any] = {}
     tags: list[str] = []
+    consents: dict[str, str] | None = None
+    evidence: dict[str, str] | None = None
     for column, raw in record.items():
         if raw is None or raw == "" or (isinstance(raw, str) and raw.isspace()):
             continue  # an empty cell changes nothing
@@ -188,6 +201,12 @@ def _row_changes(record: dict[str, Any], targets: dict[str, Target], store: Prof
             elif kind == "tags":
                 items = raw if isinstance(raw, list) else _SPLIT_TAGS.split(str(raw))
                 tags += [check_tag(t) for t in items if str(t).strip()]
+            elif kind == "consent":
+                consents = consents or {}
+                consents[target.name] = str(raw).strip()
+            elif kind == "evidence":
+                evidence = evidence or {}
+                evidence[target.name] = str(raw).strip()
             else:  # the attribute's name was checked once, when the header was read
                 attributes[target.name] = check_attribute_value(target.name,
                                                                 convert(raw, target.type))
@@ -195,7 +214,43 @@ def _row_changes(record: dict[str, Any], targets: dict[str, Target], store: Prof
             raise ValueError(f"column {column!r}: {exc}") from None
     if not phone:
         raise ValueError("no phone number")
-    return phone, ProfileChanges(fields=fields, attributes=attributes, tags_add=tuple(tags))
+    given = _consents(consents, evidence or {}) if consents else ()
+    return phone, ProfileChanges(fields=fields, attributes=attributes, tags_add=tuple(tags),
+                                 consents=given)
+
+
+_YES = {"opted_in", "opt_in", "yes", "y", "true", "1"}
+_NO = {"opted_out", "opt_out", "no", "n", "false", "0"}
+CONSENT_SOURCES = ("web_form", "store", "api", "import", "keyword", "carrier")
+#: consent_<key> columns: the first two are required with any consent.<program> column.
+EVIDENCE_KEYS = ("source", "captured_at", "ip", "user_agent", "form_url", "terms",
+                 "text", "evidence")
+
+
+def _consents(values: dict[str, str], evidence: dict[str, str]
+              ) -> tuple[ImportedConsent, ...]:
+    """Consent columns need evidence columns: consent_source and consent_captured_at."""
+    missing = [f"consent_{k}" for k in ("source", "captured_at") if not evidence.get(k)]
+    if missing:
+        raise ValueError(f"consent needs evidence: missing {', '.join(missing)}")
+    source = evidence["source"]
+    if source not in CONSENT_SOURCES:
+        raise ValueError(f"column 'consent_source': {source!r} is not one of "
+                         f"{', '.join(CONSENT_SOURCES)}")
+    try:
+        captured = parse_date(evidence["captured_at"])
+    except ValueError:
+        raise ValueError(f"column 'consent_captured_at': {evidence['captured_at']!r} is not a "
+                         "date (YYYY-MM-DD or ISO 8601 with offset)") from None
+    extra = {k: v for k, v in evidence.items() if k not in ("source", "captured_at")}
+    out = []
+    for program, value in values.items():
+        word = value.casefold()
+        if word not in _YES and word not in _NO:
+            raise ValueError(f"column 'consent.{program}': {value!r} is not opted_in or "
+                             "opted_out")
+        out.append(ImportedConsent(program, word in _YES, source, captured, extra))
+    return tuple(out)
 
 
 def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
@@ -237,6 +292,9 @@ def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
         raise ImportRejected(f"unknown format {fmt!r}: use csv or jsonl")
 
 
+#: Records imported consent in the ledger, inside the import's transaction.
+ConsentWriter = Callable[[Tx, list[tuple[str, ImportedConsent]], datetime], Awaitable[None]]
+
 _DONE = None  # end of the chunks
 _INVALID = "invalid"  # atomic mode: a row was invalid, roll back
 
@@ -246,11 +304,14 @@ async def import_profiles(db: Database, store: ProfileStore, lines: Iterable[str
                           atomic: bool = False,
                           progress: Callable[[int, bool], None] | None = None,
                           committed: Callable[[], None] = lambda: None,
-                          in_worker: bool = False) -> ImportReport:
+                          in_worker: bool = False,
+                          consent_writer: ConsentWriter | None = None,
+                          programs: frozenset[str] = frozenset()) -> ImportReport:
     """Validate and apply `lines`; see the module docstring for the rules.
 
     `in_worker`: parse and check rows in a second process while this one writes (worth its
-    start-up time from a few megabytes on).
+    start-up time from a few megabytes on). `consent_writer` records the rows' consent
+    columns (``consent.<program>``, for the `programs` given) in the same transaction.
     """
     report = ImportReport()
     chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
@@ -259,12 +320,17 @@ async def import_profiles(db: Database, store: ProfileStore, lines: Iterable[str
         raise ImportRejected(f"unknown format {fmt!r}: use csv or jsonl")
     source = _checked_in_worker if in_worker else _checked_inline
     producer = asyncio.create_task(_validate(
-        source(lines, fmt, mapping or {}, store.default_region), report, chunks, atomic,
-        state, progress))
+        source(lines, fmt, mapping or {}, store.default_region,
+               programs if consent_writer else frozenset()),
+        report, chunks, atomic, state, progress))
 
     async def apply(tx: Tx, part: list[tuple[str, ProfileChanges]]) -> tuple[int, int]:
-        return await store.apply_many(tx, part, at, source="import",
-                                      event_type="profile.imported")
+        counts = await store.apply_many(tx, part, at, source="import",
+                                        event_type="profile.imported")
+        consents = [(phone, c) for phone, changes in part for c in changes.consents]
+        if consents and consent_writer is not None:
+            await consent_writer(tx, consents, at)
+        return counts
 
     async def apply_all(tx: Tx) -> tuple[int, int]:
         created = updated = 0
@@ -306,7 +372,8 @@ Checked = tuple[int, str | None, Any]  # (line, phone, changes) or (line, None, 
 
 
 def check_records(records: Iterable[tuple[int, dict[str, Any]]], mapping: dict[str, str],
-                  region: str, *, phone_column: bool) -> list[Checked]:
+                  region: str, *, phone_column: bool,
+                  programs: frozenset[str] = frozenset()) -> list[Checked]:
     """Check rows; pure, so it runs as well in a worker process as here.
 
     `phone_column`: the rows share one header (CSV), which must name a phone column.
@@ -320,7 +387,7 @@ def check_records(records: Iterable[tuple[int, dict[str, Any]]], mapping: dict[s
             try:
                 for column in record:
                     if column not in targets:
-                        targets[column] = resolve_target(column, mapping)
+                        targets[column] = resolve_target(column, mapping, programs)
                 if phone_column and not any(t.kind == "phone" for t in targets.values()):
                     raise ImportRejected("no phone column: name one 'phone' or map one "
                                          "(e.g. --map Mobile=phone)")
@@ -332,11 +399,12 @@ def check_records(records: Iterable[tuple[int, dict[str, Any]]], mapping: dict[s
 
 
 def _check_chunk(header: str, first_line: int, lines: list[str], fmt: str,
-                 mapping: dict[str, str], region: str) -> list[Checked]:
+                 mapping: dict[str, str], region: str, programs: frozenset[str]
+                 ) -> list[Checked]:
     """A worker process's share: parse and check one chunk of the file."""
     source = [header, *lines] if fmt == "csv" else lines
     return check_records(read_records(source, fmt, first_line=first_line), mapping, region,
-                         phone_column=fmt == "csv")
+                         phone_column=fmt == "csv", programs=programs)
 
 
 def _raw_chunks(lines: Iterable[str], fmt: str, size: int
@@ -369,12 +437,13 @@ def _raw_chunks(lines: Iterable[str], fmt: str, size: int
 
 
 async def _checked_inline(lines: Iterable[str], fmt: str, mapping: dict[str, str],
-                          region: str) -> AsyncIterator[list[Checked]]:
+                          region: str, programs: frozenset[str]
+                          ) -> AsyncIterator[list[Checked]]:
     records = read_records(lines, fmt)
     while True:
         # Small slices, so that the writer goes on as soon as its SQL is done.
         part = check_records(itertools.islice(records, 50), mapping, region,
-                             phone_column=fmt == "csv")
+                             phone_column=fmt == "csv", programs=programs)
         if not part:
             return
         yield part
@@ -382,7 +451,8 @@ async def _checked_inline(lines: Iterable[str], fmt: str, mapping: dict[str, str
 
 
 async def _checked_in_worker(lines: Iterable[str], fmt: str, mapping: dict[str, str],
-                             region: str) -> AsyncIterator[list[Checked]]:
+                             region: str, programs: frozenset[str]
+                             ) -> AsyncIterator[list[Checked]]:
     """Parsing and checking in a second process, which has a core of its own."""
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("forkserver")
@@ -390,7 +460,7 @@ async def _checked_in_worker(lines: Iterable[str], fmt: str, mapping: dict[str, 
         pending: collections.deque[asyncio.Future[list[Checked]]] = collections.deque()
         for header, first, chunk in _raw_chunks(lines, fmt, WORKER_CHUNK):
             pending.append(loop.run_in_executor(pool, _check_chunk, header, first, chunk,
-                                                fmt, mapping, region))
+                                                fmt, mapping, region, programs))
             if len(pending) >= 3:
                 yield await pending.popleft()
         while pending:

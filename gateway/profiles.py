@@ -114,6 +114,18 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class ImportedConsent:
+    """Consent given elsewhere, arriving with an import row, with its evidence."""
+
+    program_id: str
+    opt_in: bool
+    source: str
+    captured_at: str  # ISO 8601
+    evidence: dict[str, str]
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ProfileChanges:
     """What to change: fields (None clears), attributes (None removes), tags."""
 
@@ -123,6 +135,8 @@ class ProfileChanges:
     tags_add: tuple[str, ...] = ()
     tags_remove: tuple[str, ...] = ()
     replace_tags: tuple[str, ...] | None = None
+    #: Consent that came with the change (imports); the consent ledger records it.
+    consents: tuple[ImportedConsent, ...] = ()
 
     def merge(self, later: ProfileChanges) -> ProfileChanges:
         """Two rows for one number: the later row's values win, tags are united."""
@@ -134,7 +148,8 @@ class ProfileChanges:
             tags_add=tuple(dict.fromkeys(self.tags_add + later.tags_add)),
             tags_remove=tuple(dict.fromkeys(self.tags_remove + later.tags_remove)),
             replace_tags=later.replace_tags if later.replace_tags is not None
-            else self.replace_tags)
+            else self.replace_tags,
+            consents=self.consents + later.consents)
 
 
 def check_field(name: str, value: Any) -> str | None:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import TextIO
 
+from consent import Consent
+from consent.imports import consent_writer
 from gateway.clock import SystemClock
 from gateway.config import Config
 from gateway.db import Database
@@ -101,10 +103,13 @@ def import_file(config: Config, args: argparse.Namespace) -> int:
 async def _import(config: Config, handle: TextIO, fmt: str, args: argparse.Namespace,
                   progress: _Progress | None, size: int | None) -> ImportReport:
     async with _open(config) as (db, store):
+        consent = Consent(config, store)
         return await import_profiles(
             db, store, _lines(handle), fmt=fmt, at=SystemClock().now(),
             mapping=parse_mapping(args.map), atomic=args.atomic, progress=progress,
-            in_worker=size is not None and size >= WORKER_THRESHOLD_BYTES)
+            in_worker=size is not None and size >= WORKER_THRESHOLD_BYTES,
+            consent_writer=consent_writer(consent.ledger),
+            programs=frozenset(consent.catalog.programs))
 
 
 async def erase(config: Config, raw_phone: str) -> int:

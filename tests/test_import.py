@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
+from consent import Consent, Status
+from consent.imports import consent_writer
 from gateway import profile_import
+from gateway.config import parse_config
 from gateway.db import Database
 from gateway.profile_import import ImportRejected, import_profiles, parse_mapping
 from gateway.profiles import ProfileStore
@@ -43,12 +46,20 @@ async def db(tmp_path: Path) -> Any:
     await database.close()
 
 
+CONSENT_CONFIG = parse_config({"short_codes": [{"code": "12345"}], "programs": [
+    {"id": "deals", "name": "Deals", "short_code": "12345", "help_text": "Deals"}]},
+    environ={})
+
+
 async def run(db: Database, text: str, *, fmt: str = "csv", mapping: str = MAPPING,
               atomic: bool = False, in_worker: bool = False) -> profile_import.ImportReport:
-    return await import_profiles(db, ProfileStore(default_region="US"),
-                                 text.splitlines(keepends=True), fmt=fmt, at=AT,
+    store = ProfileStore(default_region="US")
+    consent = Consent(CONSENT_CONFIG, store)
+    return await import_profiles(db, store, text.splitlines(keepends=True), fmt=fmt, at=AT,
                                  mapping=parse_mapping(mapping), atomic=atomic,
-                                 in_worker=in_worker)
+                                 in_worker=in_worker,
+                                 consent_writer=consent_writer(consent.ledger),
+                                 programs=frozenset(consent.catalog.programs))
 
 
 async def profiles(db: Database) -> dict[str, dict[str, Any]]:
@@ -126,7 +137,8 @@ async def test_jsonl_keeps_json_types(db: Database) -> None:
 
 @pytest.mark.parametrize(("text", "mapping", "message"), [
     ("First,Last\nAda,L\n", "", "no phone column"),
-    ("phone,consent_deals\n+12125550101,yes\n", "", "consent cannot be imported"),
+    ("phone,consent_deals\n+12125550101,yes\n", "", "consent is imported as consent.<program>"),
+    ("phone,consent.nope\n+12125550101,yes\n", "", "'nope' is not a configured program"),
     ("Mobile\n+12125550101\n", "Mobile=colour", "unknown target"),
     ("Mobile,Age\n+12125550101,3\n", "Mobile=phone,Age=attributes.age:decimal",
      "type 'decimal' is not one of"),
@@ -232,3 +244,50 @@ async def test_api_import_size_limit(make_config: Any, make_client: Any) -> None
                                  * 400, headers=admin())
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "payload_too_large"
+
+
+CONSENT_CSV = """phone,consent.deals,consent_source,consent_captured_at,consent_form_url,consent_ip
++12125550101,opted_in,web_form,2026-05-01T10:00:00+00:00,https://acme.example/join,203.0.113.5
++12125550102,yes,,,,
++12125550103,opted_in,fax,2026-05-01,,
++12125550104,maybe,store,2026-05-01,,
++12125550105,opted_out,store,2026-05-02,,
+"""
+
+
+@pytest.mark.parametrize("in_worker", [False, True], ids=["inline", "worker-process"])
+async def test_consent_columns_need_evidence_and_land_in_the_ledger(
+        db: Database, in_worker: bool) -> None:
+    report = await run(db, CONSENT_CSV, mapping="", in_worker=in_worker)
+    assert [(line, message) for line, message in report.errors] == [
+        (3, "consent needs evidence: missing consent_source, consent_captured_at"),
+        (4, "column 'consent_source': 'fax' is not one of web_form, store, api, import, "
+            "keyword, carrier"),
+        (5, "column 'consent.deals': 'maybe' is not opted_in or opted_out"),
+    ]
+    consent = Consent(CONSENT_CONFIG, ProfileStore())
+    [event] = await consent.ledger.history(db, "+12125550101")
+    assert (event.kind, event.source, event.occurred_at.isoformat()) == (
+        "imported", "web_form", "2026-05-01T10:00:00+00:00")
+    assert event.evidence["form_url"] == "https://acme.example/join"
+    assert event.evidence["ip"] == "203.0.113.5"
+    state = await consent.ledger.state(db, "+12125550101", "deals")
+    assert state.status is Status.OPTED_IN and state.opt_in_event_id == event.id
+    out = await consent.ledger.state(db, "+12125550105", "deals")
+    assert out.status is Status.OPTED_OUT
+    assert await consent.ledger.history(db, "+12125550102") == []  # nothing recorded
+
+
+async def test_an_old_imported_opt_in_does_not_undo_a_newer_stop(db: Database) -> None:
+    from consent import ConsentEvent, Kind
+
+    consent = Consent(CONSENT_CONFIG, ProfileStore())
+    await db.write(lambda tx: consent.ledger.record(tx, ConsentEvent(
+        "+12125550101", "deals", Kind.OPT_OUT, "keyword", AT)))
+    await run(db, CONSENT_CSV.splitlines()[0] + "\n" + CONSENT_CSV.splitlines()[1] + "\n",
+              mapping="")
+    history = await consent.ledger.history(db, "+12125550101")
+    assert [e.kind for e in history] == ["opt_out", "imported"]  # kept as proof …
+    state = await consent.ledger.state(db, "+12125550101", "deals")
+    assert state.status is Status.OPTED_OUT  # … but the newer STOP stands
+    assert await db.write(consent.ledger.rebuild) == 0

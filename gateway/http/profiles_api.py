@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consent.imports import consent_writer
 from gateway import keys
 from gateway.db import profiles as profile_sql
 from gateway.db import sync as sync_sql
@@ -131,11 +132,14 @@ async def import_endpoint(request: web.Request) -> web.Response:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"the file is not UTF-8 text: {exc}") from None
     atomic = request.query.get("atomic", "false").lower() in ("1", "true", "yes")
+    consent = request.app[keys.CONSENT]
     report = await import_profiles(
         request.app[keys.DB], request.app[keys.PROFILES], text.splitlines(keepends=True),
         fmt=fmt, at=request.app[keys.CLOCK].now(),
         mapping=parse_mapping(request.query.get("map", "")), atomic=atomic,
-        committed=request.app[keys.SYNC].wake, in_worker=len(data) >= WORKER_THRESHOLD_BYTES)
+        committed=request.app[keys.SYNC].wake, in_worker=len(data) >= WORKER_THRESHOLD_BYTES,
+        consent_writer=consent_writer(consent.ledger),
+        programs=frozenset(consent.catalog.programs))
     if not report.applied:
         return web.json_response({"error": {
             "code": "import_rejected",
