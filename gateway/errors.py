@@ -40,6 +40,11 @@ class NotFound(GatewayError):
     http_status = 404
 
 
+class Conflict(GatewayError):
+    code = "conflict"
+    http_status = 409
+
+
 class SchemaError(GatewayError):
     """The database schema cannot be used by this version of the code."""
 

@@ -100,9 +100,32 @@ async def test_export_streams_every_event(client: Any) -> None:
     assert response.status == 400
 
 
-async def test_review_list(client: Any) -> None:
-    await client.post("/webhooks/twilio/sms", data={
-        "MessageSid": "SM1", "From": PHONE, "To": "12345", "Body": "cancel my order 5512"})
+async def test_review_list_and_resolution(client: Any) -> None:
+    for sid, body in (("SM1", "cancel my order 5512"), ("SM2", "stop by tomorrow?")):
+        await client.post("/webhooks/twilio/sms", data={
+            "MessageSid": sid, "From": PHONE, "To": "12345", "Body": body})
     response = await client.get("/api/v1/consent/review", headers=admin())
-    [item] = (await response.json())["review"]
-    assert (item["phone"], item["text"]) == (PHONE, "cancel my order 5512")
+    first, second = (await response.json())["review"]
+    assert (first["phone"], first["text"]) == (PHONE, "cancel my order 5512")
+
+    response = await client.post(f"/api/v1/consent/review/{first['id']}", headers=admin(),
+                                 json={"resolution": "opt_out"})
+    assert response.status == 200
+    assert len((await response.json())["consent_event_ids"]) == 2  # deals and alerts
+    shown = await (await client.get(f"/api/v1/consent/{PHONE}", headers=admin())).json()
+    assert {p["status"] for p in shown["programs"]} == {"opted_out"}
+    assert shown["history"][0]["inbound_text"] == "cancel my order 5512"
+    response = await client.post(f"/api/v1/consent/review/{first['id']}", headers=admin(),
+                                 json={"resolution": "dismiss"})
+    assert response.status == 409
+    response = await client.post(f"/api/v1/consent/review/{second['id']}", headers=admin(),
+                                 json={"resolution": "dismiss"})
+    assert (await response.json())["consent_event_ids"] == []
+    remaining = await (await client.get("/api/v1/consent/review", headers=admin())).json()
+    assert remaining["review"] == []
+    response = await client.post("/api/v1/consent/review/999", headers=admin(),
+                                 json={"resolution": "dismiss"})
+    assert response.status == 404
+    response = await client.post(f"/api/v1/consent/review/{second['id']}", headers=admin(),
+                                 json={"resolution": "maybe"})
+    assert response.status == 400

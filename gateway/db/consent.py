@@ -91,6 +91,17 @@ async def open_reviews(db: Database, after_id: int, limit: int) -> list[Row]:
                              " ORDER BY id LIMIT ?", (after_id, limit))
 
 
+async def get_review(db: Database | Tx, review_id: int) -> Row | None:
+    return await db.fetchone("SELECT * FROM consent_review WHERE id = ?", (review_id,))
+
+
+async def resolve_review(tx: Tx, review_id: int, resolution: str, at: datetime) -> bool:
+    """Close a review item once; False when it was closed already."""
+    return await tx.update(
+        "UPDATE consent_review SET resolved_at = ?, resolution = ? WHERE id = ?"
+        " AND resolved_at IS NULL", (isoformat(at), resolution, review_id)) > 0
+
+
 async def marketing_sends(db: Database | Tx, phone: str, since: datetime
                           ) -> list[tuple[str | None, str]]:
     """(program, sent_at) of marketing messages to `phone` sent since `since`."""

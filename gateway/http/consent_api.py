@@ -13,7 +13,7 @@ from consent.export import CSV_HEADER, csv_line, jsonl_line
 from gateway import keys
 from gateway.db import consent as consent_sql
 from gateway.db.messages import queue_message
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.http.params import json_body, limit_param, phone_param
 
 routes = web.RouteTableDef()
@@ -51,6 +51,47 @@ async def review_list(request: web.Request) -> web.Response:
     """Messages that might be opt-outs: nothing was done with them; a person decides."""
     rows = await consent_sql.open_reviews(request.app[keys.DB], 0, limit_param(request, 100))
     return web.json_response({"review": [dict(r) for r in rows]})
+
+
+@routes.post("/api/v1/consent/review/{id}")
+async def resolve_review(request: web.Request) -> web.Response:
+    """A person's verdict on a doubtful message: {"resolution": "opt_out" | "dismiss"}.
+    An opt-out is recorded as the customer's own (source keyword), dated when they wrote."""
+    raw_id = request.match_info["id"]
+    if not raw_id.isdigit():
+        raise BadRequest("id: expected a review item number")
+    body = await json_body(request)
+    resolution = body.get("resolution") if isinstance(body, dict) else None
+    if resolution not in ("opt_out", "dismiss"):
+        raise BadRequest("resolution: use opt_out or dismiss")
+    db, consent = request.app[keys.DB], request.app[keys.CONSENT]
+    item = await consent_sql.get_review(db, int(raw_id))
+    if item is None:
+        raise NotFound(f"no review item {raw_id}")
+    now = request.app[keys.CLOCK].now()
+    targets = consent.catalog.stop_targets(item["short_code"])
+    when = datetime.fromisoformat(item["received_at"])
+
+    async def write(tx: Any) -> list[int]:
+        if not await consent_sql.resolve_review(tx, int(raw_id), resolution, now):
+            raise Conflict(f"review item {raw_id} was resolved already")
+        if resolution == "dismiss":
+            return []
+        recorded = []
+        for program in targets:
+            event_id, _ = await consent.ledger.record(tx, ConsentEvent(
+                phone=item["phone"], program_id=program.id, kind=Kind.OPT_OUT,
+                source=Source.KEYWORD, occurred_at=when, inbound_sid=item["inbound_sid"],
+                inbound_text=item["text"],
+                evidence={"reviewed_at": now.isoformat(), "rule": item["rule"],
+                          "short_code": item["short_code"]}))
+            recorded.append(event_id)
+        return recorded
+
+    events = await db.write(write)
+    request.app[keys.SYNC].wake()
+    return web.json_response({"id": int(raw_id), "resolution": resolution,
+                              "consent_event_ids": events})
 
 
 @routes.get("/api/v1/consent/{phone}")

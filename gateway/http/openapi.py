@@ -139,6 +139,17 @@ CONSENT_PATHS: dict[str, Any] = {
                  "schema": {"type": "string", "format": "date-time"}},
                 {"name": "format", "in": "query", "required": False,
                  "schema": {"enum": ["csv", "jsonl"]}}])},
+    "/api/v1/consent/review/{id}": {"post": _op(
+        "Resolve a doubtful message: record it as an opt-out, or dismiss it", "resolveReview",
+        {"200": _json({"type": "object", "properties": {
+            "id": {"type": "integer"}, "resolution": {"type": "string"},
+            "consent_event_ids": {"type": "array", "items": {"type": "integer"}}}},
+            "Resolved")},
+        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        body={"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["resolution"], "properties": {
+                "resolution": {"enum": ["opt_out", "dismiss"]}}}}}},
+        errors=("400", "404", "409"))},
     "/api/v1/consent/review": {"get": _op(
         "Doubtful messages that might be opt-outs, for a person to judge", "listReview",
         {"200": _json({"type": "object", "properties": {"review": {
