@@ -33,23 +33,23 @@ class ConsentResponder:
 
     async def handle(self, tx: Tx, msg: InboundMessage) -> Outcome | None:
         found = classify(msg.body, self.catalog.families)
-        row = await get_profile(tx, msg.from_number)
-        language = row["language"] if row else None
-        if found.intent is Intent.OPT_OUT:
-            return await self._opt_out(tx, msg, found, language)
-        if found.intent is Intent.HELP:
-            return await self._help(tx, msg, language)
-        if found.intent in (Intent.OPT_IN, Intent.CONFIRM):
-            return await self._opt_in(tx, msg, found, language)
+        join = self._join_keyword(msg) if found.intent is Intent.NONE else None
+        if found.intent is Intent.NONE and join is None:
+            return None  # the common case: no trip to the database at all
         if found.intent is Intent.REVIEW:
             await sql.add_review(tx, phone=msg.from_number, short_code=msg.to_number,
                                  inbound_sid=msg.provider_sid, text=msg.body, rule=found.rule,
                                  at=msg.received_at)
             return None
-        join = self._join_keyword(msg)
+        row = await get_profile(tx, msg.from_number)
+        language = row["language"] if row else None
         if join is not None:
             return await self._join(tx, msg, join, language)
-        return None
+        if found.intent is Intent.OPT_OUT:
+            return await self._opt_out(tx, msg, found, language)
+        if found.intent is Intent.HELP:
+            return await self._help(tx, msg, language)
+        return await self._opt_in(tx, msg, found, language)
 
     def _join_keyword(self, msg: InboundMessage) -> Program | None:
         tokens = words(msg.body.casefold())

@@ -332,8 +332,11 @@ class ProfileStore:
     async def record(self, tx: Tx, phone: str, type_: str, data: dict[str, Any],
                      at: datetime) -> str:
         """Append an event to the timeline and the sync outbox; returns its event id."""
-        await sql.ensure(tx, phone, at)
-        seq = await sql.next_seq(tx, phone)
+        return await self._append(tx, phone, await sql.next_seq(tx, phone, at), type_, data,
+                                  at)
+
+    async def _append(self, tx: Tx, phone: str, seq: int, type_: str, data: dict[str, Any],
+                      at: datetime) -> str:
         event_id = new_event_id()
         await sql.insert_event(tx, event_id=event_id, phone=phone, seq=seq, type_=type_,
                                occurred_at=at, data=data)
@@ -405,9 +408,8 @@ class ProfileStore:
         return await self.record(tx, phone, "profile.erased", {"suppressed": True}, at)
 
     async def on_inbound(self, tx: Tx, msg: InboundMessage) -> None:
-        await sql.ensure(tx, msg.from_number, msg.received_at)
-        await sql.count_inbound(tx, msg.from_number, msg.received_at)
-        await self.record(tx, msg.from_number, "message.in", {
+        seq = await sql.next_seq(tx, msg.from_number, msg.received_at, inbound=True)
+        await self._append(tx, msg.from_number, seq, "message.in", {
             "provider": msg.provider, "provider_sid": msg.provider_sid,
             "short_code": msg.to_number, "body": msg.body, "segments": msg.num_segments,
         }, msg.received_at)

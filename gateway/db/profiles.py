@@ -74,23 +74,25 @@ def _marks(items: Sequence[Any]) -> str:
     return ",".join("?" * len(items))
 
 
-async def count_inbound(tx: Tx, phone: str, at: datetime) -> None:
-    await tx.execute("UPDATE profiles SET inbound_count = inbound_count + 1,"
-                     " last_inbound_at = ?, updated_at = ? WHERE phone = ?",
-                     (isoformat(at), isoformat(at), phone))
-
-
 async def count_delivery(tx: Tx, phone: str, delivered: bool, at: datetime) -> None:
     column = "delivered_count" if delivered else "failed_count"
     await tx.execute(f"UPDATE profiles SET {column} = {column} + 1, updated_at = ?"
                      " WHERE phone = ?", (isoformat(at), phone))
 
 
-async def next_seq(tx: Tx, phone: str) -> int:
-    row = await tx.fetchone("UPDATE profiles SET seq = seq + 1 WHERE phone = ? RETURNING seq",
-                            (phone,))
-    if row is None:
-        raise LookupError(f"no profile for {phone}")
+async def next_seq(tx: Tx, phone: str, at: datetime, *, inbound: bool = False) -> int:
+    """Create the profile if new and take its next event number, in one statement; with
+    `inbound`, also count an inbound message. (Every statement is a trip to the database
+    thread, and this one is on the path of every message.)"""
+    stamp = isoformat(at)
+    counted = (", inbound_count = inbound_count + 1, last_inbound_at = excluded.last_inbound_at"
+               if inbound else "")
+    row = await tx.fetchone(
+        "INSERT INTO profiles (phone, inbound_count, last_inbound_at, seq, created_at,"
+        " updated_at) VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (phone) DO UPDATE SET"
+        f" seq = seq + 1, updated_at = excluded.updated_at{counted} RETURNING seq",
+        (phone, 1 if inbound else 0, stamp if inbound else None, stamp, stamp))
+    assert row is not None  # an upsert always returns its row
     return int(row[0])
 
 
