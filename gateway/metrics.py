@@ -41,9 +41,6 @@ class Counter:
         key = tuple(sorted(labels.items()))
         self._values[key] = self._values.get(key, 0.0) + amount
 
-    def value(self, **labels: str) -> float:
-        return self._values.get(tuple(sorted(labels.items())), 0.0)
-
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
@@ -65,10 +62,6 @@ class Histogram:
             counts[index] += 1
         totals[0] += value
         totals[1] += 1
-
-    def count(self, **labels: str) -> int:
-        series = self._series.get(tuple(sorted(labels.items())))
-        return int(series[1][1]) if series else 0
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
