@@ -229,3 +229,27 @@ async def test_rebuilding_from_the_events_gives_the_materialised_status(world: W
     assert differing == 0
     after = await world.db.fetchall("SELECT * FROM consent_status ORDER BY 1, 2")
     assert [tuple(r) for r in after] == [tuple(r) for r in before]
+
+
+async def test_decide_reads_zones_from_the_profile_or_the_number(world: World) -> None:
+    """Australian mobiles may be anywhere from the Cocos Islands (UTC+6:30) to Lord Howe
+    (UTC+10:30): the window must be open in all of them."""
+    from consent.rules import ConsentRules, Purpose, Verdict
+
+    aussie = "+61412345678"
+    await world.db.write(lambda tx: world.ledger.record(tx, ConsentEvent(
+        aussie, "deals", Kind.OPT_IN_CONFIRMED, Source.WEB_FORM, T0, evidence={"f": "x"})))
+    rules = ConsentRules(world.ledger, world.catalog.policies())
+    # 22:30 UTC on 10 June: 08:30 in Sydney, but 06:30 in Perth and 05:00 on Cocos.
+    at = datetime(2026, 6, 10, 22, 30, tzinfo=UTC)
+    decision = await rules.decide(world.db, aussie, "deals", Purpose.MARKETING, at)
+    assert (decision.verdict, decision.reason) == (Verdict.DEFER, "quiet_hours")
+    # Cocos opens last, at 08:00 local = 01:30 UTC; by then every other zone is open too.
+    assert decision.not_before == datetime(2026, 6, 11, 1, 30, tzinfo=UTC)
+    # Once the customer says they live in Sydney, only Sydney's window counts.
+    await world.db.write(lambda tx: tx.execute(
+        "UPDATE profiles SET time_zone = 'Australia/Sydney' WHERE phone = ?", (aussie,)))
+    decision = await rules.decide(world.db, aussie, "deals", Purpose.MARKETING, at)
+    assert decision.verdict is Verdict.ALLOW and decision.opt_in_event_id is not None
+    with pytest.raises(KeyError):
+        await rules.decide(world.db, aussie, "nope", Purpose.MARKETING, at)
