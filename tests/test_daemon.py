@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_config(folder: Path, port: int, *, twilio: bool = False,
-                 shutdown_timeout: float = 10.0) -> Path:
+                 shutdown_timeout: float = 10.0, extra: str = "") -> Path:
     provider = '[provider]\nkind = "sandbox"\n[provider.sandbox]\nreceipt_delay_seconds = 0.1\n'
     if twilio:
         provider = ('[provider]\nkind = "twilio"\n[provider.twilio]\n'
@@ -51,6 +51,7 @@ help_text = "Deals: reply STOP to cancel."
 
 [api]
 tokens = ["daemon-test-token-0123"]
+{extra}
 """, encoding="utf-8")
     return path
 
