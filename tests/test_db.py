@@ -124,3 +124,22 @@ async def test_close_finishes_queued_writes_then_refuses_new_ones(tmp_path: Path
         await db.write(lambda tx: tx.execute("SELECT 1"))
     with sqlite3.connect(path) as other:
         assert other.execute("SELECT COUNT(*) FROM status_callbacks").fetchone()[0] == 50
+
+
+async def test_a_failing_write_alone_leaves_nothing(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "mcrm.sqlite3")
+
+    async def half(tx: Tx) -> None:
+        await tx.execute("INSERT INTO status_callbacks (provider, provider_sid, status,"
+                         " received_at, params_json) VALUES ('t', 'x', 'sent', 'now', '{}')")
+        raise ValueError("refused halfway")
+
+    try:
+        with pytest.raises(ValueError, match="halfway"):
+            await db.write(half)
+        assert await db.fetchall("SELECT * FROM status_callbacks") == []
+        assert await db.write(lambda tx: tx.execute(
+            "INSERT INTO status_callbacks (provider, provider_sid, status, received_at,"
+            " params_json) VALUES ('t', 'y', 'sent', 'now', '{}')")) > 0
+    finally:
+        await db.close()

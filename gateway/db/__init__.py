@@ -158,6 +158,9 @@ class Database:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Job]) -> None:
+        if len(batch) == 1:
+            await self._commit_one(*batch[0])
+            return
         tx = Tx(self._writer)
         outcomes: list[tuple[bool, Any]] = []
         try:
@@ -182,12 +185,38 @@ class Database:
         self.commits += 1
         self.writes += len(batch)
         for (_fn, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
+            _settle(future, ok, value)
+
+    async def _commit_one(self, fn: Callable[[Tx], Awaitable[Any]],
+                          future: asyncio.Future[Any]) -> None:
+        """A write alone in its commit needs no savepoint: two trips fewer when idle."""
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                result = await fn(Tx(self._writer))
+            except Exception as exc:
+                await self._writer.execute("ROLLBACK")
+                ok, value = False, exc
             else:
-                future.set_exception(value)
+                await self._writer.execute("COMMIT")
+                ok, value = True, result
+        except Exception as exc:  # BEGIN or COMMIT failed
+            log.exception("commit of a write failed")
+            with contextlib.suppress(Exception):
+                await self._writer.execute("ROLLBACK")
+            ok, value = False, exc
+        self.commits += 1
+        self.writes += 1
+        _settle(future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # nobody waits any more (the caller was cancelled)
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 async def _connect(path: str | Path, busy_timeout_ms: int) -> aiosqlite.Connection:
