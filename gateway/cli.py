@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--text", required=True, help="the message body")
     sim.add_argument("--to", help="the short code (default: the first configured one)")
     sim.add_argument("--url", help="where the gateway listens (default: service.public_url)")
+    sim.add_argument("--raw", action="store_true", help="print the HTTP answer as it came")
     with_config(sub.add_parser(
         "check", help="lint programs against carrier (CTIA) rules and replay HELP/JOIN/STOP"))
     consent = sub.add_parser("consent", help="show or export consent records")
@@ -146,7 +147,14 @@ async def _simulate(config: Config, args: argparse.Namespace) -> int:
         print(f"error: cannot reach the gateway at {target}: {exc or type(exc).__name__}",
               file=sys.stderr)
         return 1
-    print(f"HTTP {reply.status} {reply.content_type}")
-    if reply.body:
-        print(reply.body)
-    return 0 if reply.status < 400 else 1
+    if args.raw or reply.status >= 400:
+        print(f"HTTP {reply.status} {reply.content_type}")
+        if reply.body:
+            print(reply.body)
+        return 0 if reply.status < 400 else 1
+    texts = reply.messages()
+    for text in texts:
+        print(f"< {text}")
+    if not texts:
+        print("(no reply)")
+    return 0

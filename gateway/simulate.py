@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from xml.etree import ElementTree
 
 import aiohttp
 from twilio.request_validator import RequestValidator
@@ -18,6 +19,16 @@ class SimulatedReply:
     status: int
     content_type: str
     body: str
+
+    def messages(self) -> list[str]:
+        """The texts of the TwiML <Message> elements: what the customer's phone would show."""
+        if self.content_type != "text/xml" or not self.body:
+            return []
+        try:
+            root = ElementTree.fromstring(self.body)
+        except ElementTree.ParseError:
+            return []
+        return [m.text or "" for m in root.iter("Message")]
 
 
 def inbound_form(config: Config, *, from_number: str, text: str, to: str | None) -> dict[str, str]:

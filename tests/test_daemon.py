@@ -153,13 +153,19 @@ def test_simulate_posts_a_text_to_a_running_gateway(tmp_path: Path, twilio: bool
              "--from", "+15551234567", "--text", "JOIN"],
             capture_output=True, text=True, timeout=30, env=env(), cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.startswith("HTTP 200 text/xml")
-        assert "<Response/>" in result.stdout
+        assert result.stdout == "(no reply)\n"  # JOIN is no keyword in this configuration
+        raw = subprocess.run(
+            [sys.executable, "-m", "gateway", "simulate", "--config", str(config),
+             "--from", "+15551234567", "--text", "STOP", "--raw"],
+            capture_output=True, text=True, timeout=30, env=env(), cwd=tmp_path)
+        assert raw.stdout.startswith("HTTP 200 text/xml")
+        assert "<Message>Deals: you are unsubscribed" in raw.stdout
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
     assert proc.returncode == 0
     with sqlite3.connect(tmp_path / "data" / "mcrm.sqlite3") as db:
-        assert db.execute("SELECT body FROM inbound_messages").fetchall() == [("JOIN",)]
+        assert db.execute("SELECT body FROM inbound_messages").fetchall() == [("JOIN",),
+                                                                              ("STOP",)]
 
 
 def test_simulate_reports_an_unreachable_gateway(tmp_path: Path) -> None:
