@@ -59,6 +59,11 @@ async def test_double_opt_in_queues_the_confirmation_request(client: Any) -> Non
     assert (row["to_number"], row["status"], row["purpose"]) == (PHONE, "queued",
                                                                  "transactional")
     assert "reply Y to confirm" in row["body"]
+    await client.post("/webhooks/twilio/sms", data={
+        "MessageSid": "SM1", "From": PHONE, "To": "12345", "Body": "Y"})
+    status, body = await post(client, {"phone": PHONE, "program": "deals", "action": "opt_in",
+                                       "evidence": EVIDENCE, "double_opt_in": True})
+    assert (status, body["status"], body["queued_message_id"]) == (200, "opted_in", None)
 
 
 @pytest.mark.parametrize(("body", "message"), [

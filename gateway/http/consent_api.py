@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consent import ConsentEvent, Kind, Source
+from consent import ConsentEvent, Kind, Source, Status
 from consent.export import CSV_HEADER, csv_line, jsonl_line
 from gateway import keys
 from gateway.db import consent as consent_sql
@@ -146,7 +146,11 @@ async def record(request: web.Request) -> web.Response:
         kind = Kind.OPT_IN_CONFIRMED
     reply = texts.confirmation_request if kind is Kind.OPT_IN_REQUESTED else None
 
-    async def write(tx: Any) -> tuple[int, str, int | None]:
+    async def write(tx: Any) -> tuple[int | None, str, int | None]:
+        if kind is Kind.OPT_IN_REQUESTED:
+            current = (await consent.ledger.state(tx, phone, program.id)).effective(now)
+            if current is Status.OPTED_IN:  # never ask someone subscribed to confirm again
+                return None, current.value, None
         event_id, state = await consent.ledger.record(tx, ConsentEvent(
             phone=phone, program_id=program.id, kind=kind, source=source, occurred_at=now,
             reply_text=reply, evidence=evidence))
@@ -161,7 +165,8 @@ async def record(request: web.Request) -> web.Response:
     event_id, status, queued = await request.app[keys.DB].write(write)
     request.app[keys.SYNC].wake()
     return web.json_response({"phone": phone, "program": program.id, "event_id": event_id,
-                              "status": status, "queued_message_id": queued}, status=201)
+                              "status": status, "queued_message_id": queued},
+                             status=201 if event_id is not None else 200)
 
 
 def _since(raw: str | None) -> datetime | None:
