@@ -40,7 +40,8 @@ async def start(config: Path, port: int) -> asyncio.subprocess.Process:
 
 async def test_events_survive_sigkill_mid_delivery(tmp_path: Path) -> None:
     rng = random.Random(11)
-    receiver = CrmReceiver(SECRET, free_port(), slow_rate=0.3, slow_seconds=0.1)
+    # Every answer takes 50 ms: a round of 30 events needs ~0.5 s, longer than any kill delay.
+    receiver = CrmReceiver(SECRET, free_port(), slow_rate=1.0, slow_seconds=0.05)
     await receiver.start()
     port = free_port()
     config = write_config(tmp_path, port, extra=f"""

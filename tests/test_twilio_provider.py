@@ -141,7 +141,7 @@ async def test_fake_callbacks_reach_the_app_signed(make_config: ConfigFactory,
     result = await provider.send(OutgoingSMS(
         to_number="+15557654321", from_number="12345", body="Your order shipped",
         status_callback=public + "/webhooks/twilio/status"))
-    for _ in range(100):
+    for _ in range(500):
         if len(twilio_fake.callback_responses) == 2:
             break
         await asyncio.sleep(0.02)
