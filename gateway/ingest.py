@@ -13,6 +13,7 @@ from gateway.db.messages import (
     insert_inbound,
     insert_inline_reply,
     insert_status,
+    link_receipt,
 )
 from gateway.metrics import GatewayMetrics
 from gateway.models import InboundMessage, Reply, StatusUpdate
@@ -35,7 +36,7 @@ async def no_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:
 @dataclass(frozen=True)
 class Received:
     new: bool  # False: the provider retried a message already stored
-    replies: list[str]  # what to answer at once (the same again for a retry)
+    replies: list[tuple[int, str]]  # (outbound id, text) to answer at once, again for a retry
 
 
 class Ingest:
@@ -54,17 +55,18 @@ class Ingest:
     async def inbound(self, msg: InboundMessage) -> Received:
         """Store `msg` with its consequences and replies, all in one transaction."""
 
-        async def store(tx: Tx) -> tuple[int, list[str]] | None:
+        async def store(tx: Tx) -> tuple[int, list[tuple[int, str]]] | None:
             rowid = await insert_inbound(tx, msg)
             if rowid is None:
                 return None
             await self.profiles.on_inbound(tx, msg)
-            replies = await self.on_inbound(tx, msg)
-            for reply in replies:
-                await insert_inline_reply(tx, inbound_id=rowid, from_number=msg.to_number,
-                                          to_number=msg.from_number, body=reply.text,
-                                          program_id=reply.program_id, at=msg.received_at)
-            return rowid, [r.text for r in replies]
+            stored = []
+            for reply in await self.on_inbound(tx, msg):
+                reply_id = await insert_inline_reply(
+                    tx, inbound_id=rowid, from_number=msg.to_number, to_number=msg.from_number,
+                    body=reply.text, program_id=reply.program_id, at=msg.received_at)
+                stored.append((reply_id, reply.text))
+            return rowid, stored
 
         stored = await self.db.write(store)
         if stored is None:
@@ -83,8 +85,16 @@ class Ingest:
                  "y" if len(replies) == 1 else "ies")
         return Received(True, replies)
 
-    async def status(self, update: StatusUpdate) -> None:
-        await self.db.write(lambda tx: self.record_status(tx, update))
+    async def status(self, update: StatusUpdate, outbound_id: int | None = None) -> None:
+        """Store a receipt; `outbound_id` names our message when the callback URL carried it."""
+
+        async def store(tx: Tx) -> None:
+            await self.record_status(tx, update)
+            if outbound_id is not None:
+                await link_receipt(tx, outbound_id, update.provider, update.provider_sid,
+                                   update.status, update.error_code, update.received_at)
+
+        await self.db.write(store)
         self.committed()
 
     async def record_status(self, tx: Tx, update: StatusUpdate) -> None:

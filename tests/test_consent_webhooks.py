@@ -39,13 +39,13 @@ async def status_of(client: Any, program: str) -> str:
 
 async def test_join_confirm_stop_through_the_webhook(client: Any) -> None:
     answer = await text(client, "SM1", "JOIN")
-    assert "<Message>Acme Deals: reply Y to confirm" in answer
+    assert ">Acme Deals: reply Y to confirm" in answer
     assert "Msg &amp; data rates may apply" in answer  # escaped for XML
     assert await status_of(client, "deals") == "pending"
     await text(client, "SM2", "Y")
     assert await status_of(client, "deals") == "opted_in"
     answer = await text(client, "SM3", "stop")
-    assert answer.count("<Message>") == 1
+    assert answer.count("<Message ") == 1
     assert "Acme Deals, Acme Alerts: you are unsubscribed" in answer
     assert await status_of(client, "deals") == "opted_out"
     rows = await client.app[keys.DB].fetchall(
@@ -78,3 +78,24 @@ async def test_carrier_opt_out_from_a_receipt(client: Any) -> None:
     history = await client.app[keys.CONSENT].ledger.history(client.app[keys.DB], PHONE)
     assert [(e.kind, e.source) for e in history][-2:] == [("opt_out", "carrier")] * 2
     assert history[-1].evidence["provider_sid"] == "SMx"
+
+
+async def test_receipts_of_inline_replies_land_on_the_reply(client: Any) -> None:
+    import re
+
+    answer = await text(client, "SM1", "HELP")
+    [action] = re.findall(r'<Message action="([^"]+)"', answer)
+    assert action.startswith("https://sms.example.com/webhooks/twilio/status?outbound=")
+    path = action.removeprefix("https://sms.example.com")
+    for status in ("sent", "delivered", "sent"):  # the late "sent" must not move it back
+        response = await client.post(path, data={
+            "MessageSid": "SMreply1", "MessageStatus": status, "To": PHONE, "From": "12345"})
+        assert response.status == 204
+    row = await client.app[keys.DB].fetchone(
+        "SELECT provider, provider_sid, status FROM outbound_messages")
+    assert tuple(row) == ("twilio", "SMreply1", "delivered")
+    callbacks = await client.app[keys.DB].fetchall("SELECT status FROM status_callbacks")
+    assert [r[0] for r in callbacks] == ["sent", "delivered", "sent"]  # all kept
+    response = await client.post("/webhooks/twilio/status?outbound=abc", data={
+        "MessageSid": "SMx", "MessageStatus": "sent"})
+    assert response.status == 400

@@ -159,7 +159,7 @@ def test_simulate_posts_a_text_to_a_running_gateway(tmp_path: Path, twilio: bool
              "--from", "+15551234567", "--text", "STOP", "--raw"],
             capture_output=True, text=True, timeout=30, env=env(), cwd=tmp_path)
         assert raw.stdout.startswith("HTTP 200 text/xml")
-        assert "<Message>Deals: you are unsubscribed" in raw.stdout
+        assert ">Deals: you are unsubscribed" in raw.stdout
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
     assert proc.returncode == 0

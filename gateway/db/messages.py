@@ -55,12 +55,37 @@ async def queue_message(tx: Tx, *, from_number: str, to_number: str, body: str,
         (from_number, to_number, body, stamp, stamp, program_id, purpose))
 
 
-async def inline_replies(db: Database | Tx, provider: str, provider_sid: str) -> list[str]:
-    """The replies given to an inbound message, for answering a retried webhook the same."""
+async def inline_replies(db: Database | Tx, provider: str, provider_sid: str
+                         ) -> list[tuple[int, str]]:
+    """(id, body) of the replies given to an inbound message, to answer a retry the same."""
     rows = await db.fetchall(
-        "SELECT o.body FROM outbound_messages o JOIN inbound_messages i ON i.id = o.in_reply_to"
+        "SELECT o.id, o.body FROM outbound_messages o"
+        " JOIN inbound_messages i ON i.id = o.in_reply_to"
         " WHERE i.provider = ? AND i.provider_sid = ? ORDER BY o.id", (provider, provider_sid))
-    return [r[0] for r in rows]
+    return [(r[0], r[1]) for r in rows]
+
+
+#: How far along a message is; a receipt never moves one back (a late `sent` after
+#: `delivered` changes nothing).
+STATUS_RANK = {"queued": 0, "deferred": 0, "sending": 1, "accepted": 1, "sent": 2,
+               "delivered": 3, "read": 4, "undelivered": 3, "failed": 3}
+
+
+async def link_receipt(tx: Tx, outbound_id: int, provider: str, provider_sid: str,
+                       status: str, error_code: str | None, at: datetime) -> bool:
+    """A receipt for one of our messages: learn its provider id, move its status forward."""
+    row = await tx.fetchone("SELECT status, provider_sid FROM outbound_messages WHERE id = ?",
+                            (outbound_id,))
+    if row is None or (row["provider_sid"] and row["provider_sid"] != provider_sid):
+        return False
+    forward = STATUS_RANK.get(status, -1) > STATUS_RANK.get(row["status"], -1)
+    await tx.execute(
+        "UPDATE outbound_messages SET provider = ?, provider_sid = ?,"
+        " status = CASE WHEN ? THEN ? ELSE status END,"
+        " error_code = CASE WHEN ? THEN ? ELSE error_code END, updated_at = ? WHERE id = ?",
+        (provider, provider_sid, forward, status, forward, error_code, isoformat(at),
+         outbound_id))
+    return True
 
 
 async def outbound_counts(db: Database) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
@@ -107,14 +107,19 @@ async def inbound_sms(request: web.Request, form: dict[str, str]) -> web.StreamR
         log.warning("inbound %s is for %s, which is not a configured short code", sid,
                     to_number)
     received = await request.app[keys.INGEST].inbound(msg)
-    return web.Response(text=twiml(received.replies), content_type="text/xml")
+    return web.Response(text=twiml(received.replies, config.service.public_url),
+                        content_type="text/xml")
 
 
-def twiml(replies: list[str]) -> str:
-    """Twilio's answer format: each reply a <Message>, sent by Twilio at once."""
+def twiml(replies: list[tuple[int, str]], public_url: str) -> str:
+    """Twilio's answer format: each reply a <Message>, sent by Twilio at once; its `action`
+    URL names our stored message, so its receipts are logged against it."""
     if not replies:
         return EMPTY_TWIML
-    messages = "".join(f"<Message>{escape(text)}</Message>" for text in replies)
+    status_url = public_url.rstrip("/") + "/webhooks/twilio/status?outbound="
+    messages = "".join(
+        f'<Message action={quoteattr(status_url + str(reply_id))}>{escape(text)}</Message>'
+        for reply_id, text in replies)
     return f'<?xml version="1.0" encoding="UTF-8"?><Response>{messages}</Response>'
 
 
@@ -127,5 +132,8 @@ async def status_callback(request: web.Request, form: dict[str, str]) -> web.Str
         provider="twilio", provider_sid=sid, status=status,
         received_at=request.app[keys.CLOCK].now(), error_code=form.get("ErrorCode") or None,
         params=form)
-    await request.app[keys.INGEST].status(update)
+    outbound = request.query.get("outbound", "")
+    if outbound and not outbound.isdigit():
+        raise BadRequest("outbound: expected the id of one of our messages")
+    await request.app[keys.INGEST].status(update, int(outbound) if outbound else None)
     return web.Response(status=204)
