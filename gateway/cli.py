@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--program", help="only this program")
     export.add_argument("--since", help="only events from this date (YYYY-MM-DD) on")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    with_config(csub.add_parser(
+        "rebuild", help="recompute every consent status from the ledger; report differences"))
 
     profiles = sub.add_parser("profiles", help="import or erase customer profiles")
     psub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
@@ -91,10 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(check(config))
         if args.command == "consent":
-            from gateway.consent_cli import export, show
+            from gateway.consent_cli import export, rebuild, show
 
             if args.consent_command == "show":
                 return asyncio.run(show(config, args.phone))
+            if args.consent_command == "rebuild":
+                return asyncio.run(rebuild(config))
             return asyncio.run(export(config, args.program, args.since, args.format))
         if args.command == "profiles":
             from gateway.profiles_cli import erase, import_file

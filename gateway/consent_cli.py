@@ -83,3 +83,21 @@ async def export(config: Config, program: str | None, since: str | None, fmt: st
     finally:
         await db.close()
     return 0
+
+
+async def rebuild(config: Config) -> int:
+    """The materialised statuses must equal the fold of the ledger; exit 1 if they did not
+    (they are corrected either way)."""
+    db, consent = await _open(config)
+    try:
+        differing = await db.write(consent.ledger.rebuild)
+        count = await db.fetchone("SELECT COUNT(*) FROM consent_status")
+    finally:
+        await db.close()
+    total = count[0] if count else 0
+    if differing:
+        print(f"rebuilt {total} consent statuses from the ledger: {differing} differed and "
+              "were corrected")
+        return 1
+    print(f"rebuilt {total} consent statuses from the ledger: all matched")
+    return 0

@@ -113,3 +113,13 @@ def test_consent_show_and_export(tmp_path: Path) -> None:
     assert len(later.stdout.splitlines()) == 1  # the header only
     bad = run("consent", "export", "--program", "nope", "-c", str(config))
     assert bad.returncode == 2 and "not a configured program" in bad.stderr
+    rebuilt = run("consent", "rebuild", "-c", str(config))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt 1 consent statuses from the ledger: all matched" in rebuilt.stdout
+    import sqlite3
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        conn.execute("UPDATE consent_status SET status = 'opted_out'")  # tampered
+    rebuilt = run("consent", "rebuild", "-c", str(config))
+    assert rebuilt.returncode == 1 and "1 differed and were corrected" in rebuilt.stdout
+    shown = run("consent", "show", "+12125550101", "-c", str(config))
+    assert "deals                opted_in" in shown.stdout
