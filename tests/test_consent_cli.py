@@ -1,15 +1,21 @@
-"""`mcrm check`, `mcrm consent show|export`, and the compliance lint."""
+"""`mcrm check`, `mcrm consent show|export|rebuild`, and the compliance lint."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from consent import Consent, ConsentEvent, Kind
 from consent.compliance import lint
-from gateway.config import parse_config
+from gateway.config import load_config, parse_config
+from gateway.db import Database
+from gateway.profiles import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,13 +89,7 @@ def test_consent_show_and_export(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text((ROOT / "config.example.toml").read_text(encoding="utf-8").replace(
         'path = "var/mcrm.sqlite3"', 'path = "db.sqlite3"'), encoding="utf-8")
-    import asyncio
-    from datetime import UTC, datetime
 
-    from consent import Consent, ConsentEvent, Kind
-    from gateway.config import load_config
-    from gateway.db import Database  # a consent event, written as the gateway would
-    from gateway.profiles import ProfileStore
 
     async def seed() -> None:
         loaded = load_config(config)
@@ -116,7 +116,6 @@ def test_consent_show_and_export(tmp_path: Path) -> None:
     rebuilt = run("consent", "rebuild", "-c", str(config))
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rebuilt 1 consent statuses from the ledger: all matched" in rebuilt.stdout
-    import sqlite3
     with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
         conn.execute("UPDATE consent_status SET status = 'opted_out'")  # tampered
     rebuilt = run("consent", "rebuild", "-c", str(config))
