@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,9 +131,11 @@ def fold(state: ConsentState, event: ConsentEvent, event_id: int,
 class ConsentLedger:
     """Records consent events (in the caller's transaction) and answers where things stand."""
 
-    def __init__(self, profiles: ProfileStore, *, pending_for: timedelta) -> None:
+    def __init__(self, profiles: ProfileStore, *, pending_for: timedelta,
+                 on_event: Callable[[ConsentEvent], None] | None = None) -> None:
         self.profiles = profiles
         self.pending_for = pending_for
+        self.on_event = on_event  # e.g. a metrics counter
 
     async def state(self, db: Database | Tx, phone: str, program_id: str) -> ConsentState:
         row = await sql.get_status(db, phone, program_id)
@@ -158,6 +161,8 @@ class ConsentLedger:
             "program": event.program_id, "kind": event.kind.value, "source": event.source,
             "status": after.status.value, "consent_event_id": event_id,
         }, event.occurred_at)
+        if self.on_event is not None:
+            self.on_event(event)
         return event_id, after
 
     async def _store(self, tx: Tx, state: ConsentState) -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from consent import Consent
+from consent import Consent, ConsentEvent
 from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -95,7 +95,11 @@ async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
               for endpoint in config.sync.endpoints]
     hub = SyncHub(relays)
     app[keys.SYNC] = hub
-    consent = Consent(config, app[keys.PROFILES])
+    def count(event: ConsentEvent) -> None:
+        metrics.consent_events.inc(program=event.program_id, kind=event.kind.value,
+                                   source=event.source)
+
+    consent = Consent(config, app[keys.PROFILES], on_event=count)
     app[keys.CONSENT] = consent
 
     async def consent_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:

@@ -123,6 +123,8 @@ class GatewayMetrics:
             "mcrm_status_callbacks_total", "Delivery receipts received, by status.")
         self.webhook_rejected = self.registry.counter(
             "mcrm_webhook_rejected_total", "Webhooks refused, by endpoint and reason.")
+        self.consent_events = self.registry.counter(
+            "mcrm_consent_events_total", "Consent ledger events, by program, kind and source.")
         self.sync_delivered = self.registry.counter(
             "mcrm_sync_delivered_total", "Profile events delivered to the CRM, by endpoint.")
         self.sync_failures = self.registry.counter(
