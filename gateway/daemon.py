@@ -21,10 +21,24 @@ from gateway.systemd import notify
 log = logging.getLogger(__name__)
 
 
+def exposure_warnings(config: Config) -> list[str]:
+    """Settings fine on a laptop and dangerous on a network."""
+    warnings = []
+    local = config.service.host in ("127.0.0.1", "localhost", "::1")
+    if not local and config.provider.kind == "sandbox":
+        warnings.append(f"the sandbox provider accepts unsigned webhooks, and the gateway "
+                        f"listens on {config.service.host}: keep it on 127.0.0.1")
+    if any("change-me" in token for token in config.api.tokens):
+        warnings.append("api.tokens holds the example token: replace it (env:NAME)")
+    return warnings
+
+
 async def serve(config: Config) -> None:
     for finding in lint(config):  # the carrier audit's findings, as warnings at start
         log.warning("compliance %s in program %s: %s (see `mcrm check`)", finding.level,
                     finding.program, finding.message)
+    for warning in exposure_warnings(config):
+        log.warning("%s", warning)
     app = create_app(config)
     svc = config.service
     runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(

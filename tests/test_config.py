@@ -180,3 +180,15 @@ def test_cli_check_config_accepts_the_example() -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "ok (2 programs, 1 short codes, provider sandbox)" in result.stdout
+
+
+def test_exposure_warnings() -> None:
+    from gateway.daemon import exposure_warnings
+
+    example = load_config(ROOT / "config.example.toml", environ={})
+    assert exposure_warnings(example) == [
+        "api.tokens holds the example token: replace it (env:NAME)"]
+    public = parse_config({"service": {"host": "0.0.0.0"}}, environ={})
+    assert "accepts unsigned webhooks" in exposure_warnings(public)[0]
+    safe = parse_config({"api": {"tokens": ["a-long-and-random-token"]}}, environ={})
+    assert exposure_warnings(safe) == []
