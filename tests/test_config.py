@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Secret, load_config, parse_config
+from gateway.daemon import exposure_warnings
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +184,6 @@ def test_cli_check_config_accepts_the_example() -> None:
 
 
 def test_exposure_warnings() -> None:
-    from gateway.daemon import exposure_warnings
 
     example = load_config(ROOT / "config.example.toml", environ={})
     assert exposure_warnings(example) == [

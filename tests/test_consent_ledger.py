@@ -16,6 +16,7 @@ from consent.keywords import Intent
 from consent.ledger import ConsentEvent, ConsentLedger, Kind, Source, Status
 from consent.programs import Catalog
 from consent.responder import ConsentResponder
+from consent.rules import ConsentRules, Purpose, Verdict
 from gateway.config import Config, parse_config
 from gateway.db import Database
 from gateway.models import InboundMessage
@@ -234,7 +235,6 @@ async def test_rebuilding_from_the_events_gives_the_materialised_status(world: W
 async def test_decide_reads_zones_from_the_profile_or_the_number(world: World) -> None:
     """Australian mobiles may be anywhere from the Cocos Islands (UTC+6:30) to Lord Howe
     (UTC+10:30): the window must be open in all of them."""
-    from consent.rules import ConsentRules, Purpose, Verdict
 
     aussie = "+61412345678"
     await world.db.write(lambda tx: world.ledger.record(tx, ConsentEvent(

@@ -3,6 +3,7 @@ carrier opt-outs from receipts."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -84,7 +85,6 @@ async def test_carrier_opt_out_from_a_receipt(client: Any) -> None:
 
 
 async def test_receipts_of_inline_replies_land_on_the_reply(client: Any) -> None:
-    import re
 
     answer = await text(client, "SM1", "HELP")
     [action] = re.findall(r'<Message action="([^"]+)"', answer)

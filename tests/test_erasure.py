@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from consent import Purpose
 from gateway import keys
 from gateway.config import Config
 from gateway.db.profiles import is_suppressed
@@ -94,7 +95,6 @@ def test_cli_erase(tmp_path: Path) -> None:
 
 async def test_an_erased_customer_is_refused_even_after_an_old_opt_in(client: Any) -> None:
     """What a campaign asks before each message: the erased number gets nothing."""
-    from consent import Purpose
 
     consent = client.app[keys.CONSENT]
     db = client.app[keys.DB]

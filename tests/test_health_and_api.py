@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ from gateway import keys
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.http.openapi import SPEC
+from gateway.models import OutgoingSMS
 from tests.conftest import ADMIN_TOKEN, ConfigFactory, admin
 
 
@@ -147,7 +149,6 @@ class TestJsonErrors:
 
 
 async def test_sandbox_messages_are_listed_newest_first(client: Any) -> None:
-    from gateway.models import OutgoingSMS
     provider = client.app[keys.PROVIDER]
     for text in ("first", "second"):
         await provider.send(OutgoingSMS(to_number="+15557654321", from_number="12345",
@@ -183,5 +184,4 @@ async def _crash() -> None:
 
 
 async def _tick() -> None:
-    import asyncio
     await asyncio.sleep(0.01)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from consent import Consent, Status
+from consent import Consent, ConsentEvent, Kind, Status
 from consent.imports import consent_writer
 from gateway import profile_import
 from gateway.config import parse_config
@@ -279,7 +279,6 @@ async def test_consent_columns_need_evidence_and_land_in_the_ledger(
 
 
 async def test_an_old_imported_opt_in_does_not_undo_a_newer_stop(db: Database) -> None:
-    from consent import ConsentEvent, Kind
 
     consent = Consent(CONSENT_CONFIG, ProfileStore())
     await db.write(lambda tx: consent.ledger.record(tx, ConsentEvent(

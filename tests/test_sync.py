@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from gateway import keys
-from gateway.config import Config
-from gateway.sync import sign, verify
+from gateway.config import Config, SyncConfig, SyncEndpointConfig
+from gateway.db import sync as sync_sql
+from gateway.metrics import GatewayMetrics
+from gateway.sync import SyncRelay, sign, verify
 from tests.conftest import ConfigFactory, admin, free_port
 from tests.fakes.crm_receiver import CrmReceiver
 
@@ -66,9 +68,6 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
 
 
 def test_backoff_doubles_up_to_the_maximum_and_honours_retry_after(config: Config) -> None:
-    from gateway.config import SyncConfig, SyncEndpointConfig
-    from gateway.metrics import GatewayMetrics
-    from gateway.sync import SyncRelay
 
     settings = SyncConfig(retry_initial_seconds=1.0, retry_max_seconds=8.0)
     endpoint = SyncEndpointConfig(name="crm", url="http://x", secret=SECRET)  # type: ignore
@@ -221,7 +220,6 @@ async def test_a_new_endpoint_receives_the_whole_history(
 async def test_a_relay_survives_an_error_on_our_side(
         make_config: ConfigFactory, make_client: Any, receiver: CrmReceiver,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.db import sync as sync_sql
 
     original, calls = sync_sql.next_events, {"n": 0}
 

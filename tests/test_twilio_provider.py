@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway import keys
-from gateway.config import TwilioConfig
+from gateway.config import Secret, TwilioConfig
 from gateway.models import OutgoingSMS
 from gateway.providers import SendError, SendErrorKind
 from gateway.providers.twilio import TwilioProvider
@@ -22,7 +22,6 @@ SMS = OutgoingSMS(to_number="+15557654321", from_number="12345", body="Hello fro
 
 
 def make_provider(base_url: str, **changes: Any) -> TwilioProvider:
-    from gateway.config import Secret
     settings = {"account_sid": ACCOUNT_SID, "auth_token": Secret(AUTH_TOKEN),
                 "api_base_url": base_url, "timeout_seconds": 2.0} | changes
     return TwilioProvider(TwilioConfig(**settings))

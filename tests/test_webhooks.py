@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway import keys
 from gateway.config import Config
 from tests.conftest import TWILIO, ConfigFactory, twilio_signature
 
@@ -35,7 +36,6 @@ def twilio_config(make_config: ConfigFactory) -> Config:
 
 
 async def stored(client: Any, table: str) -> list[dict[str, Any]]:
-    from gateway import keys
     rows = await client.app[keys.DB].fetchall(f"SELECT * FROM {table} ORDER BY id")
     return [dict(r) for r in rows]
 
