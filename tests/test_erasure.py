@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,8 @@ from gateway import keys
 from gateway.config import Config
 from gateway.db.profiles import is_suppressed
 from gateway.models import OutgoingSMS
-from tests.conftest import admin
+from tests.conftest import admin, free_port
+from tests.fakes.crm_receiver import CrmReceiver
 
 NAME = "Zebulon Quixote-Farnsworth"
 SECRET_TEXT = "deliver the pizza to the blue door 4421"
@@ -112,3 +115,27 @@ async def test_an_erased_customer_is_refused_even_after_an_old_opt_in(client: An
     profile = await (await client.get(f"/api/v1/profiles/{PHONE}", headers=admin())).json()
     assert profile["consent"] == {"deals": "opted_in"}  # the ledger is kept …
     assert profile["suppressed_since"] is not None  # … and the suppression wins
+
+
+async def test_the_erasure_reaches_the_crm_without_personal_data(
+        make_config: Any, make_client: Any) -> None:
+    receiver = CrmReceiver("crm-shared-secret-0123456789", free_port())
+    await receiver.start()
+    try:
+        client = await make_client(make_config(sync={
+            "endpoints": [{"name": "crm", "url": receiver.url,
+                           "secret": "crm-shared-secret-0123456789"}],
+            "poll_interval_seconds": 0.05, "retry_initial_seconds": 0.05}))
+        await leave_traces(client)
+        assert (await client.delete(f"/api/v1/profiles/{PHONE}", headers=admin())).status == 200
+        for _ in range(200):
+            if any(e["type"] == "profile.erased" for e in receiver.events):
+                break
+            await asyncio.sleep(0.02)
+        erased = [e for e in receiver.events if e["type"] == "profile.erased"]
+        assert len(erased) == 1
+        assert erased[0]["phone"] == PHONE
+        assert erased[0]["profile"]["first_name"] is None
+        assert NAME not in json.dumps(erased[0])
+    finally:
+        await receiver.stop()
