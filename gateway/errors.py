@@ -45,6 +45,12 @@ class Conflict(GatewayError):
     http_status = 409
 
 
+class StorageError(GatewayError):
+    """The database file cannot be opened or written."""
+
+    code = "storage_error"
+
+
 class SchemaError(GatewayError):
     """The database schema cannot be used by this version of the code."""
 

@@ -229,3 +229,14 @@ def test_readme_serve_command_runs_the_example_config(tmp_path: Path) -> None:
             proc.communicate(timeout=10)
     assert proc.returncode == 0, stderr
     assert (tmp_path / "var" / "mcrm.sqlite3").exists()
+
+
+def test_an_unusable_database_path_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port())
+    (tmp_path / "data").write_text("a file where the database folder should be")
+    result = subprocess.run([sys.executable, "-m", "gateway", "serve", "-c", str(config)],
+                            capture_output=True, text=True, timeout=30, env=env(),
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot open the database" in result.stderr and "data/mcrm.sqlite3" in result.stderr
+    assert "Traceback" not in result.stderr

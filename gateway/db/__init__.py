@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from gateway.db.migrate import migrate
+from gateway.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,12 @@ class Database:
     async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000,
                    max_batch: int = 500) -> Database:
         """Open (creating if needed) and migrate the database file at `path`."""
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path, busy_timeout_ms)
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            writer = await _connect(path, busy_timeout_ms)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the database {path}: {exc}") from exc
         try:
             await migrate(writer)
             reader = await _connect(path, busy_timeout_ms)
