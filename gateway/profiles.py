@@ -21,7 +21,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
 from gateway.clock import isoformat
-from gateway.db import Row, Tx
+from gateway.db import Row, Tx, dumps
 from gateway.db import consent as consent_sql
 from gateway.db import profiles as sql
 from gateway.errors import BadRequest, InvalidNumber
@@ -268,7 +268,7 @@ class _State:
                 attributes[name] = value
         if attributes != self.attributes:
             diff["attributes"] = {"old": self.attributes, "new": attributes}
-            self.attributes, self.attributes_json = attributes, sql.dumps(attributes)
+            self.attributes, self.attributes_json = attributes, dumps(attributes)
         tags = list(dict.fromkeys(changes.replace_tags)) if changes.replace_tags is not None \
             else list(self.tags)
         tags += [t for t in changes.tags_add if t not in tags]
@@ -276,7 +276,7 @@ class _State:
             tags = [t for t in tags if t not in changes.tags_remove]
         if tags != self.tags:
             diff["tags"] = {"old": self.tags, "new": tags}
-            self.tags, self.tags_json = tags, sql.dumps(tags)
+            self.tags, self.tags_json = tags, dumps(tags)
         return diff
 
     def values(self, phone: str, stamp: str) -> tuple[Any, ...]:
@@ -303,10 +303,10 @@ def _new_profile(phone: str, changes: ProfileChanges, stamp: str
     attributes_json = tags_json = None
     if attributes:
         diff["attributes"] = {"old": {}, "new": attributes}
-        attributes_json = sql.dumps(attributes)
+        attributes_json = dumps(attributes)
     if tags:
         diff["tags"] = {"old": [], "new": tags}
-        tags_json = sql.dumps(tags)
+        tags_json = dumps(tags)
     get = changes.fields.get
     return (phone, get("first_name"), get("last_name"), get("email"), get("language"),
             get("time_zone"), attributes_json or "{}", tags_json or "[]", 0, 0, 0, 0, None,
@@ -363,7 +363,6 @@ class ProfileStore:
         rows: list[tuple[Any, ...]] = []
         events: list[tuple[str, int, str]] = []
         created = changed = 0
-        dumps = sql.dumps
         for phone, changes in items:
             row = existing.get(phone)
             if row is None and not changes.tags_remove:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -26,6 +27,20 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Row = aiosqlite.Row
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for a TEXT column (one encoder: json.dumps with options builds one per
+    call, which shows on the import path)."""
+    return _ENCODER.encode(value)
+
+
+def marks(items: Sequence[object]) -> str:
+    """`?,?,?` for an IN (…) list of `items`."""
+    return ",".join("?" * len(items))
 
 
 class DatabaseClosed(RuntimeError):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from gateway.clock import isoformat
-from gateway.db import Database, Row, Tx
+from gateway.db import Database, Row, Tx, dumps
 
 _EVENT_COLUMNS = ("id, phone, program_id, kind, source, occurred_at, inbound_sid,"
                   " inbound_text, reply_text, evidence_json")
@@ -22,7 +20,7 @@ async def insert_event(tx: Tx, *, phone: str, program_id: str, kind: str, source
         "INSERT INTO consent_events (phone, program_id, kind, source, occurred_at, inbound_sid,"
         " inbound_text, reply_text, evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (phone, program_id, kind, source, isoformat(occurred_at), inbound_sid, inbound_text,
-         reply_text, json.dumps(evidence, ensure_ascii=False, sort_keys=True)))
+         reply_text, dumps(evidence)))
 
 
 async def get_status(db: Database | Tx, phone: str, program_id: str) -> Row | None:
@@ -126,6 +124,3 @@ async def redact(tx: Tx, phone: str) -> None:
                      " evidence_json = '{\"redacted\":true}' WHERE phone = ?", (phone,))
     await tx.execute("UPDATE consent_review SET text = '' WHERE phone = ?", (phone,))
 
-
-def marks(items: Sequence[object]) -> str:
-    return ",".join("?" * len(items))

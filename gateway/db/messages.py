@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from gateway.clock import isoformat
-from gateway.db import Database, Tx
+from gateway.db import Database, Tx, dumps
 from gateway.models import InboundMessage, StatusUpdate
 
 QUEUED_STATUSES = ("queued", "deferred", "sending")
@@ -20,7 +19,7 @@ async def insert_inbound(tx: Tx, msg: InboundMessage) -> int | None:
         " ON CONFLICT (provider, provider_sid) DO NOTHING",
         (msg.provider, msg.provider_sid, msg.from_number, msg.to_number, msg.body,
          msg.num_segments, isoformat(msg.received_at),
-         json.dumps(msg.params, ensure_ascii=False, sort_keys=True)))
+         dumps(msg.params)))
     return rowid or None
 
 
@@ -31,7 +30,7 @@ async def insert_status(tx: Tx, update: StatusUpdate) -> int:
         " params_json) VALUES (?, ?, ?, ?, ?, ?)",
         (update.provider, update.provider_sid, update.status, update.error_code,
          isoformat(update.received_at),
-         json.dumps(update.params, ensure_ascii=False, sort_keys=True)))
+         dumps(update.params)))
 
 
 async def insert_inline_reply(tx: Tx, *, inbound_id: int, from_number: str, to_number: str,

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from gateway.clock import isoformat
-from gateway.db import Database, Row, Tx
+from gateway.db import Database, Row, Tx, dumps, marks
 
 PROFILE_COLUMNS = (
     "phone, first_name, last_name, email, language, time_zone, attributes_json, tags_json,"
     " inbound_count, outbound_count, delivered_count, failed_count, last_inbound_at,"
     " last_outbound_at, seq, created_at, updated_at")
 FIELDS = ("first_name", "last_name", "email", "language", "time_zone")
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON, built once per encoder (json.dumps with options builds one per call)."""
-    return _ENCODER.encode(value)
 
 
 async def ensure(tx: Tx, phone: str, now: datetime) -> bool:
@@ -42,7 +33,7 @@ async def get_many(tx: Tx | Database, phones: Sequence[str], chunk: int = 5000) 
     for i in range(0, len(phones), chunk):
         part = phones[i:i + chunk]
         rows += await tx.fetchall(
-            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE phone IN ({_marks(part)})", part)
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE phone IN ({marks(part)})", part)
     return rows
 
 
@@ -69,9 +60,6 @@ async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
         "INSERT INTO profile_events (id, event_id, phone, seq, type, occurred_at, data_json)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-
-def _marks(items: Sequence[Any]) -> str:
-    return ",".join("?" * len(items))
 
 
 async def count_delivery(tx: Tx, phone: str, delivered: bool, at: datetime) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.clock import isoformat
-from gateway.db import Database, Row, Tx
+from gateway.db import Database, Row, Tx, marks
 
 _EVENT = "e.id AS ref, e.event_id, e.phone, e.seq, e.type, e.occurred_at, e.data_json"
 
@@ -64,15 +64,12 @@ async def bury(tx: Tx, endpoint: str, refs: Sequence[int], attempts: int, error:
                      " WHERE endpoint = ?", (max(refs), endpoint))
 
 
-def _marks(items: Sequence[object]) -> str:
-    return ",".join("?" * len(items))
-
 
 async def replays_delivered(tx: Tx, letters: Sequence[int], now: datetime) -> None:
     await tx.execute(f"UPDATE sync_dead_letters SET state = 'delivered' WHERE id IN"
-                     f" ({_marks(letters)})", tuple(letters))
+                     f" ({marks(letters)})", tuple(letters))
     await tx.execute("UPDATE sync_cursors SET last_success_at = ? WHERE endpoint IN"
-                     f" (SELECT endpoint FROM sync_dead_letters WHERE id IN ({_marks(letters)}))",
+                     f" (SELECT endpoint FROM sync_dead_letters WHERE id IN ({marks(letters)}))",
                      (isoformat(now), *letters))
 
 
@@ -80,10 +77,10 @@ async def replays_failed(tx: Tx, letters: Sequence[int], error: str, now: dateti
                          dead_before: datetime) -> int:
     """Count a failed replay; letters replayed before `dead_before` are dead again."""
     await tx.execute(f"UPDATE sync_dead_letters SET attempts = attempts + 1, last_error = ?"
-                     f" WHERE id IN ({_marks(letters)})", (error, *letters))
+                     f" WHERE id IN ({marks(letters)})", (error, *letters))
     return await tx.update(
         f"UPDATE sync_dead_letters SET state = 'dead', dead_at = ? WHERE id IN"
-        f" ({_marks(letters)}) AND replayed_at < ?",
+        f" ({marks(letters)}) AND replayed_at < ?",
         (isoformat(now), *letters, isoformat(dead_before)))
 
 
@@ -119,7 +116,7 @@ async def replay(tx: Tx, endpoint: str | None, ids: Sequence[int] | None,
         where += " AND endpoint = ?"
         params.append(endpoint)
     if ids:
-        where += f" AND id IN ({_marks(ids)})"
+        where += f" AND id IN ({marks(ids)})"
         params.extend(ids)
     return await tx.update(
         f"UPDATE sync_dead_letters SET state = 'replay', replayed_at = ? WHERE state = 'dead'"
