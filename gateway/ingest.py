@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from gateway.db import Database, Tx
 from gateway.db.messages import (
@@ -33,12 +32,6 @@ async def no_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:
     return []
 
 
-@dataclass(frozen=True)
-class Received:
-    new: bool  # False: the provider retried a message already stored
-    replies: list[tuple[int, str]]  # (outbound id, text) to answer at once, again for a retry
-
-
 class Ingest:
     """Stores inbound messages (once per provider id) and every delivery receipt."""
 
@@ -52,8 +45,9 @@ class Ingest:
         self.committed = committed
         self.on_inbound, self.on_status = on_inbound, tuple(on_status)
 
-    async def inbound(self, msg: InboundMessage) -> Received:
-        """Store `msg` with its consequences and replies, all in one transaction."""
+    async def inbound(self, msg: InboundMessage) -> list[tuple[int, str]]:
+        """Store `msg` with its consequences and replies, all in one transaction; returns the
+        replies to answer at once as (outbound id, text) — the same again for a retry."""
 
         async def store(tx: Tx) -> tuple[int, list[tuple[int, str]]] | None:
             rowid = await insert_inbound(tx, msg)
@@ -73,8 +67,7 @@ class Ingest:
             self.metrics.inbound_duplicates.inc()
             log.info("inbound %s from %s already stored: provider retry", msg.provider_sid,
                      mask(msg.from_number))
-            return Received(False, await inline_replies(self.db, msg.provider,
-                                                        msg.provider_sid))
+            return await inline_replies(self.db, msg.provider, msg.provider_sid)
         rowid, replies = stored
         self.committed()
         # Only our own numbers become label values: a forged To must not grow the series.
@@ -83,7 +76,7 @@ class Ingest:
         log.info("inbound %s from %s to %s stored as #%d, %d repl%s", msg.provider_sid,
                  mask(msg.from_number), msg.to_number, rowid, len(replies),
                  "y" if len(replies) == 1 else "ies")
-        return Received(True, replies)
+        return replies
 
     async def status(self, update: StatusUpdate, outbound_id: int | None = None) -> None:
         """Store a receipt; `outbound_id` names our message when the callback URL carried it."""

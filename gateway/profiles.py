@@ -400,7 +400,6 @@ class ProfileStore:
         without a new opt-in) and in the delivery log; names, email, attributes, tags,
         message bodies and raw provider parameters are blanked everywhere.
         """
-        await sql.ensure(tx, phone, at)
         await sql.redact_person(tx, phone)
         await consent_sql.redact(tx, phone)
         await sql.suppress(tx, phone, "erased", at)

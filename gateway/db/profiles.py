@@ -16,13 +16,6 @@ PROFILE_COLUMNS = (
 FIELDS = ("first_name", "last_name", "email", "language", "time_zone")
 
 
-async def ensure(tx: Tx, phone: str, now: datetime) -> bool:
-    """Create an empty profile for `phone` unless one exists; True when created."""
-    return bool(await tx.execute(
-        "INSERT INTO profiles (phone, created_at, updated_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (phone) DO NOTHING", (phone, isoformat(now), isoformat(now))))
-
-
 async def get(db_or_tx: Database | Tx, phone: str) -> Row | None:
     return await db_or_tx.fetchone(f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE phone = ?",
                                    (phone,))

@@ -106,8 +106,8 @@ async def inbound_sms(request: web.Request, form: dict[str, str]) -> web.StreamR
     if config.short_code(to_number) is None:
         log.warning("inbound %s is for %s, which is not a configured short code", sid,
                     to_number)
-    received = await request.app[keys.INGEST].inbound(msg)
-    return web.Response(text=twiml(received.replies, config.service.public_url),
+    replies = await request.app[keys.INGEST].inbound(msg)
+    return web.Response(text=twiml(replies, config.service.public_url),
                         content_type="text/xml")
 
 
