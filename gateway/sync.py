@@ -22,7 +22,6 @@ import json
 import logging
 import random
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,14 +57,6 @@ def event_json(row: Row, profile: dict[str, Any] | None) -> dict[str, Any]:
             "data": json.loads(row["data_json"]), "profile": profile}
 
 
-@dataclass
-class RelayState:
-    last_success_at: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    failures: int = 0
-
-
 class DeliveryFailed(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -80,7 +71,7 @@ class SyncRelay:
                  metrics: GatewayMetrics) -> None:
         self.db, self.clock, self.session = db, clock, session
         self.endpoint, self.settings, self.metrics = endpoint, settings, metrics
-        self.state = RelayState()
+        self.failures = 0  # in a row; sets the back-off (errors themselves are in sync_cursors)
         self._wake = asyncio.Event()
         self._started = False
 
@@ -98,7 +89,7 @@ class SyncRelay:
                 continue
             except Exception:  # our side failed (database busy …): keep the relay alive
                 log.exception("sync relay %s: unexpected error", self.endpoint.name)
-                self.state.failures += 1
+                self.failures += 1
                 await self._sleep(self._backoff(None))
                 continue
             if sent == 0:
@@ -109,7 +100,7 @@ class SyncRelay:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     def _backoff(self, retry_after: float | None) -> float:
-        base = self.settings.retry_initial_seconds * 2 ** min(self.state.failures - 1, 20)
+        base = self.settings.retry_initial_seconds * 2 ** min(self.failures - 1, 20)
         delay = min(base, self.settings.retry_max_seconds) * random.uniform(0.5, 1.0)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.settings.retry_max_seconds))
@@ -147,12 +138,11 @@ class SyncRelay:
         now = self.clock.now()
         if replay:
             letters = [row["letter"] for row in rows]
-            await self.db.write(lambda tx: sql.replays_delivered(tx, letters, now))
+            await self.db.write(lambda tx: sql.replays_delivered(tx, name, letters, now))
         else:
             last = rows[-1]["ref"]
             await self.db.write(lambda tx: sql.advance(tx, name, last, now))
-        self.state.failures = 0
-        self.state.last_success_at = now
+        self.failures = 0
         self.metrics.sync_delivered.inc(len(rows), endpoint=name)
         log.debug("sync to %s delivered %d events", name, len(rows))
         return len(rows)
@@ -160,14 +150,13 @@ class SyncRelay:
     async def _failed(self, rows: list[Row], exc: DeliveryFailed, *, replay: bool,
                       attempts: int) -> None:
         name, now, error = self.endpoint.name, self.clock.now(), str(exc)
-        self.state.failures += 1
-        self.state.last_error, self.state.last_error_at = error, now
+        self.failures += 1
         self.metrics.sync_failures.inc(endpoint=name)
         dead_before = now - timedelta(hours=self.settings.max_age_hours)
         if replay:
             letters = [row["letter"] for row in rows]
             dead = await self.db.write(lambda tx: sql.replays_failed(
-                tx, letters, error, now, dead_before))
+                tx, name, letters, error, now, dead_before))
         else:
             # Only a leading run of too-old events is set aside, so order is never broken.
             cutoff = isoformat(dead_before)
@@ -223,12 +212,10 @@ class SyncRelay:
             "lag_seconds": round(max(lag, 0.0), 3),
             "dead_letters": row["dead"] if row else 0,
             "delivered_up_to": row["last_ref"] if row else 0,
-            "last_error": self.state.last_error or (row["last_error"] if row else None),
-            "last_error_at": _iso(self.state.last_error_at) or (
-                row["last_error_at"] if row else None),
-            "last_success_at": _iso(self.state.last_success_at) or (
-                row["last_success_at"] if row else None),
-            "consecutive_failures": self.state.failures,
+            "last_error": row["last_error"] if row else None,
+            "last_error_at": row["last_error_at"] if row else None,
+            "last_success_at": row["last_success_at"] if row else None,
+            "consecutive_failures": self.failures,
         }
 
 
@@ -236,10 +223,6 @@ def _retry_after(value: str | None) -> float | None:
     if value and value.strip().isdigit():
         return float(value.strip())
     return None
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
 
 
 class SyncHub:

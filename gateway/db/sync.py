@@ -65,19 +65,21 @@ async def bury(tx: Tx, endpoint: str, refs: Sequence[int], attempts: int, error:
 
 
 
-async def replays_delivered(tx: Tx, letters: Sequence[int], now: datetime) -> None:
+async def replays_delivered(tx: Tx, endpoint: str, letters: Sequence[int],
+                            now: datetime) -> None:
     await tx.execute(f"UPDATE sync_dead_letters SET state = 'delivered' WHERE id IN"
                      f" ({marks(letters)})", tuple(letters))
-    await tx.execute("UPDATE sync_cursors SET last_success_at = ? WHERE endpoint IN"
-                     f" (SELECT endpoint FROM sync_dead_letters WHERE id IN ({marks(letters)}))",
-                     (isoformat(now), *letters))
+    await tx.execute("UPDATE sync_cursors SET last_success_at = ?, last_error = NULL"
+                     " WHERE endpoint = ?", (isoformat(now), endpoint))
 
 
-async def replays_failed(tx: Tx, letters: Sequence[int], error: str, now: datetime,
-                         dead_before: datetime) -> int:
+async def replays_failed(tx: Tx, endpoint: str, letters: Sequence[int], error: str,
+                         now: datetime, dead_before: datetime) -> int:
     """Count a failed replay; letters replayed before `dead_before` are dead again."""
     await tx.execute(f"UPDATE sync_dead_letters SET attempts = attempts + 1, last_error = ?"
                      f" WHERE id IN ({marks(letters)})", (error, *letters))
+    await tx.execute("UPDATE sync_cursors SET last_error = ?, last_error_at = ?"
+                     " WHERE endpoint = ?", (error, isoformat(now), endpoint))
     return await tx.update(
         f"UPDATE sync_dead_letters SET state = 'dead', dead_at = ? WHERE id IN"
         f" ({marks(letters)}) AND replayed_at < ?",
