@@ -17,13 +17,13 @@ from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database, Tx
-from gateway.db.messages import outbound_counts, queue_depth
+from gateway.db.messages import QUEUED_STATUSES, outbound_counts
 from gateway.http import api, consent_api, health, profiles_api, webhooks
 from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, Labels
 from gateway.models import InboundMessage, Reply
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
@@ -63,15 +63,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.PROFILES] = ProfileStore(default_region=config.phone.default_region)
     registry = app[keys.METRICS].registry
 
-    async def depth() -> dict[tuple[tuple[str, str], ...], float]:
-        return {(): float(await queue_depth(db))}
+    async def outbound() -> dict[str, dict[Labels, float]]:
+        counts = await outbound_counts(db)
+        return {"mcrm_outbound_messages": {(("status", s),): n for s, n in counts.items()},
+                "mcrm_outbound_queue_depth": {(): sum(counts.get(s, 0)
+                                                      for s in QUEUED_STATUSES)}}
 
-    async def by_status() -> dict[tuple[tuple[str, str], ...], float]:
-        return {(("status", status),): float(n)
-                for status, n in (await outbound_counts(db)).items()}
-
-    registry.gauge("mcrm_outbound_queue_depth", "Messages waiting to be sent.", depth)
-    registry.gauge("mcrm_outbound_messages", "Outbound messages by status.", by_status)
+    registry.gauges({"mcrm_outbound_queue_depth": "Messages waiting to be sent.",
+                     "mcrm_outbound_messages": "Outbound messages by status."}, outbound)
     yield
     await db.close()
     log.info("database closed")
@@ -114,15 +113,15 @@ async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
     for relay in relays:
         app[keys.WORKERS].start(f"sync:{relay.endpoint.name}", relay.run)
 
-    async def backlog() -> dict[tuple[tuple[str, str], ...], float]:
-        return {(("endpoint", s["endpoint"]),): float(s["backlog"]) for s in await hub.status()}
+    async def sync_state() -> dict[str, dict[Labels, float]]:
+        status = await hub.status()
+        return {name: {(("endpoint", s["endpoint"]),): s[key] for s in status}
+                for name, key in (("mcrm_sync_backlog", "backlog"),
+                                  ("mcrm_sync_dead_letters", "dead_letters"))}
 
-    async def dead() -> dict[tuple[tuple[str, str], ...], float]:
-        return {(("endpoint", s["endpoint"]),): float(s["dead_letters"])
-                for s in await hub.status()}
-
-    metrics.registry.gauge("mcrm_sync_backlog", "Profile events waiting for the CRM.", backlog)
-    metrics.registry.gauge("mcrm_sync_dead_letters", "Profile events given up on.", dead)
+    metrics.registry.gauges({"mcrm_sync_backlog": "Profile events waiting for the CRM.",
+                             "mcrm_sync_dead_letters": "Profile events given up on."},
+                            sync_state)
     yield
     for relay in relays:
         await app[keys.WORKERS].stop(f"sync:{relay.endpoint.name}")

@@ -76,13 +76,14 @@ class Histogram:
             yield f"{self.name}_count{_labels(key)} {int(n)}"
 
 
-GaugeReader = Callable[[], Awaitable[dict[Labels, float]]]
+#: Reads several gauges at once (one query for related series): name → labels → value.
+GaugeReader = Callable[[], Awaitable[dict[str, dict[Labels, float]]]]
 
 
 class Registry:
     def __init__(self) -> None:
         self._metrics: list[Counter | Histogram] = []
-        self._gauges: list[tuple[str, str, GaugeReader]] = []
+        self._gauges: list[tuple[dict[str, str], GaugeReader]] = []
 
     def counter(self, name: str, help_text: str) -> Counter:
         metric = Counter(name, help_text)
@@ -94,19 +95,22 @@ class Registry:
         self._metrics.append(metric)
         return metric
 
-    def gauge(self, name: str, help_text: str, read: GaugeReader) -> None:
-        """A value computed at scrape time (queue depth from the database, …)."""
-        self._gauges.append((name, help_text, read))
+    def gauges(self, helps: dict[str, str], read: GaugeReader) -> None:
+        """Values computed at scrape time by one reader (queue depth from the database, …);
+        `helps` names each gauge the reader returns, with its help text."""
+        self._gauges.append((helps, read))
 
     async def render(self) -> str:
         lines: list[str] = []
         for metric in self._metrics:
             lines.extend(metric.render())
-        for name, help_text, read in self._gauges:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-            for key, value in sorted((await read()).items()):
-                lines.append(f"{name}{_labels(key)} {_num(value)}")
+        for helps, read in self._gauges:
+            values = await read()
+            for name, help_text in helps.items():
+                lines.append(f"# HELP {name} {help_text}")
+                lines.append(f"# TYPE {name} gauge")
+                for key, value in sorted(values.get(name, {}).items()):
+                    lines.append(f"{name}{_labels(key)} {_num(value)}")
         return "\n".join(lines) + "\n"
 
 

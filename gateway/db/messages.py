@@ -90,10 +90,3 @@ async def link_receipt(tx: Tx, outbound_id: int, provider: str, provider_sid: st
 async def outbound_counts(db: Database) -> dict[str, int]:
     rows = await db.fetchall("SELECT status, COUNT(*) FROM outbound_messages GROUP BY status")
     return {row[0]: int(row[1]) for row in rows}
-
-
-async def queue_depth(db: Database) -> int:
-    marks = ",".join("?" * len(QUEUED_STATUSES))
-    row = await db.fetchone(
-        f"SELECT COUNT(*) FROM outbound_messages WHERE status IN ({marks})", QUEUED_STATUSES)
-    return int(row[0]) if row else 0
