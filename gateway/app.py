@@ -44,7 +44,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.WORKERS] = Workers()
     app[keys.LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, workers_ctx, sync_ctx,
-                            provider_ctx])
+                            services_ctx, provider_ctx])
     app.add_routes(webhooks.routes)
     app.add_routes(health.routes)
     app.add_routes(api.routes)
@@ -94,6 +94,27 @@ async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
               for endpoint in config.sync.endpoints]
     hub = SyncHub(relays)
     app[keys.SYNC] = hub
+    for relay in relays:
+        app[keys.WORKERS].start(f"sync:{relay.endpoint.name}", relay.run)
+
+    async def sync_state() -> dict[str, dict[Labels, float]]:
+        status = await hub.status()
+        return {name: {(("endpoint", s["endpoint"]),): s[key] for s in status}
+                for name, key in (("mcrm_sync_backlog", "backlog"),
+                                  ("mcrm_sync_dead_letters", "dead_letters"))}
+
+    metrics.registry.gauges({"mcrm_sync_backlog": "Profile events waiting for the CRM.",
+                             "mcrm_sync_dead_letters": "Profile events given up on."},
+                            sync_state)
+    yield
+    for relay in relays:
+        await app[keys.WORKERS].stop(f"sync:{relay.endpoint.name}")
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Consent and the ingest path: plain objects, wired once the database and sync exist."""
+    config, metrics, db, hub = app[keys.CONFIG], app[keys.METRICS], app[keys.DB], app[keys.SYNC]
+
     def count(event: ConsentEvent) -> None:
         metrics.consent_events.inc(program=event.program_id, kind=event.kind.value,
                                    source=event.source)
@@ -110,21 +131,7 @@ async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
                               short_codes=frozenset(s.code for s in config.short_codes),
                               committed=hub.wake, on_inbound=consent_replies,
                               on_status=[consent.carrier.on_status])
-    for relay in relays:
-        app[keys.WORKERS].start(f"sync:{relay.endpoint.name}", relay.run)
-
-    async def sync_state() -> dict[str, dict[Labels, float]]:
-        status = await hub.status()
-        return {name: {(("endpoint", s["endpoint"]),): s[key] for s in status}
-                for name, key in (("mcrm_sync_backlog", "backlog"),
-                                  ("mcrm_sync_dead_letters", "dead_letters"))}
-
-    metrics.registry.gauges({"mcrm_sync_backlog": "Profile events waiting for the CRM.",
-                             "mcrm_sync_dead_letters": "Profile events given up on."},
-                            sync_state)
     yield
-    for relay in relays:
-        await app[keys.WORKERS].stop(f"sync:{relay.endpoint.name}")
 
 
 async def provider_ctx(app: web.Application) -> AsyncIterator[None]:
