@@ -16,6 +16,7 @@ from typing import Any
 from gateway.clock import isoformat
 from gateway.db import Database, Row, Tx
 from gateway.db import consent as sql
+from gateway.profile_import import CONSENT_SOURCES
 from gateway.profiles import ProfileStore
 
 
@@ -41,6 +42,10 @@ class Source(enum.StrEnum):
     IMPORT = "import"
     CARRIER = "carrier"
     STORE = "store"
+
+
+# The import path (gateway core, which cannot import consent) checks sources against a copy.
+assert {s.value for s in Source} == set(CONSENT_SOURCES), "consent sources disagree"
 
 
 @dataclass(frozen=True)

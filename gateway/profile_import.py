@@ -219,8 +219,9 @@ def _row_changes(record: dict[str, Any], targets: dict[str, Target], store: Prof
                                  consents=given)
 
 
-_YES = {"opted_in", "opt_in", "yes", "y", "true", "1"}
-_NO = {"opted_out", "opt_out", "no", "n", "false", "0"}
+_YES = _TRUE | {"opted_in", "opt_in"}
+_NO = _FALSE | {"opted_out", "opt_out"}
+#: The sources consent.ledger.Source knows (it checks that the two agree).
 CONSENT_SOURCES = ("web_form", "store", "api", "import", "keyword", "carrier")
 #: consent_<key> columns: the first two are required with any consent.<program> column.
 EVIDENCE_KEYS = ("source", "captured_at", "ip", "user_agent", "form_url", "terms",
