@@ -29,6 +29,14 @@ def cursor_param(request: web.Request) -> str:
         raise BadRequest("cursor: not a cursor this API returned") from None
 
 
+def number_cursor_param(request: web.Request) -> int:
+    """A cursor that stands for a number (a sequence or a row id); 0 when absent."""
+    after = cursor_param(request)
+    if after and not after.isdigit():
+        raise BadRequest("cursor: not a cursor this API returned")
+    return int(after or 0)
+
+
 def next_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode()
 

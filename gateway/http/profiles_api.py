@@ -13,7 +13,14 @@ from gateway.db import profiles as profile_sql
 from gateway.db import sync as sync_sql
 from gateway.db.segments import compile_segment
 from gateway.errors import BadRequest, NotFound
-from gateway.http.params import cursor_param, json_body, limit_param, next_cursor, phone_param
+from gateway.http.params import (
+    cursor_param,
+    json_body,
+    limit_param,
+    next_cursor,
+    number_cursor_param,
+    phone_param,
+)
 from gateway.profile_import import WORKER_THRESHOLD_BYTES, import_profiles, parse_mapping
 from gateway.profiles import Profile, parse_changes
 
@@ -100,11 +107,9 @@ async def timeline(request: web.Request) -> web.Response:
     db = request.app[keys.DB]
     if await profile_sql.get(db, phone) is None:
         raise NotFound(f"no profile for {phone}")
-    after = cursor_param(request)
-    if after and not after.isdigit():
-        raise BadRequest("cursor: not a cursor this API returned")
     limit = limit_param(request, default=100)
-    rows = await profile_sql.timeline(db, phone, after_seq=int(after or 0), limit=limit + 1)
+    rows = await profile_sql.timeline(db, phone, after_seq=number_cursor_param(request),
+                                      limit=limit + 1)
     events = [{"event_id": r["event_id"], "sequence": r["seq"], "type": r["type"],
                "occurred_at": r["occurred_at"], "data": json.loads(r["data_json"])}
               for r in rows[:limit]]
@@ -156,12 +161,9 @@ async def sync_status(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sync/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
     endpoint = request.query.get("endpoint") or None
-    after = cursor_param(request)
-    if after and not after.isdigit():
-        raise BadRequest("cursor: not a cursor this API returned")
     limit = limit_param(request, default=100)
-    rows = await sync_sql.dead_letters(request.app[keys.DB], endpoint, int(after or 0),
-                                       limit + 1)
+    rows = await sync_sql.dead_letters(request.app[keys.DB], endpoint,
+                                       number_cursor_param(request), limit + 1)
     items = [dict(r) for r in rows[:limit]]
     more = len(rows) > limit
     return web.json_response({"dead_letters": items,
