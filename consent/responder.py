@@ -74,9 +74,9 @@ class ConsentResponder:
         names = ", ".join(p.name for p in targets)
         # Exactly one confirmation, naming what ended, also to a number never subscribed.
         text = targets[0].text(language).opt_out.replace("{programs}", names)
+        statuses = await self._statuses(tx, msg)
         for program in targets:
-            state = await self.ledger.state(tx, msg.from_number, program.id)
-            if state.effective(msg.received_at) is not Status.OPTED_OUT:
+            if statuses.get(program.id) is not Status.OPTED_OUT:
                 outcome.consent_event_ids.append(
                     await self._record(tx, msg, program, Kind.OPT_OUT, text))
         outcome.replies.append(Reply(text, targets[0].id if len(targets) == 1 else None))
@@ -87,23 +87,26 @@ class ConsentResponder:
         outcome = Outcome(Intent.HELP)
         if not programs:
             return outcome
-        subscribed = [p for p in programs if (await self.ledger.state(
-            tx, msg.from_number, p.id)).effective(msg.received_at) is Status.OPTED_IN]
+        statuses = await self._statuses(tx, msg)
+        subscribed = [p for p in programs if statuses.get(p.id) is Status.OPTED_IN]
         program = (subscribed or programs)[0]
         outcome.replies.append(Reply(program.text(language).help, program.id))
         return outcome
 
     async def _opt_in(self, tx: Tx, msg: InboundMessage, found: Classification,
                       language: str | None) -> Outcome | None:
-        at = msg.received_at
+        statuses = await self._statuses(tx, msg)
         pending, stopped = [], []
+        ever_in: set[str] | None = None  # read only when something was stopped
         for program in self.catalog.on_short_code(msg.to_number):
-            state = await self.ledger.state(tx, msg.from_number, program.id)
-            status = state.effective(at)
+            status = statuses.get(program.id, Status.NONE)
             if status is Status.PENDING:
                 pending.append(program)
-            elif status is Status.OPTED_OUT and await self._was_opted_in(tx, msg, program):
-                stopped.append(program)
+            elif status is Status.OPTED_OUT:
+                if ever_in is None:
+                    ever_in = await self._ever_opted_in(tx, msg.from_number)
+                if program.id in ever_in:
+                    stopped.append(program)
         outcome = Outcome(found.intent)
         if found.intent is Intent.CONFIRM and pending:
             for program in pending:  # only a Y/YES confirms a double opt-in
@@ -124,10 +127,15 @@ class ConsentResponder:
             outcome.replies.append(Reply(text, program.id))
         return outcome
 
-    async def _was_opted_in(self, tx: Tx, msg: InboundMessage, program: Program) -> bool:
-        history = await self.ledger.history(tx, msg.from_number)
-        return any(e.program_id == program.id and e.kind in (
-            Kind.OPT_IN_CONFIRMED, Kind.RE_OPT_IN, Kind.IMPORTED) for e in history)
+    async def _statuses(self, tx: Tx, msg: InboundMessage) -> dict[str, Status]:
+        """Program → status of the sender when the message arrived, in one query."""
+        return {s.program_id: s.effective(msg.received_at)
+                for s in await self.ledger.states(tx, msg.from_number)}
+
+    async def _ever_opted_in(self, tx: Tx, phone: str) -> set[str]:
+        """The programs this number was ever opted in to: what START may restore."""
+        return {e.program_id for e in await self.ledger.history(tx, phone)
+                if e.kind in (Kind.OPT_IN_CONFIRMED, Kind.RE_OPT_IN, Kind.IMPORTED)}
 
     async def _join(self, tx: Tx, msg: InboundMessage, program: Program,
                     language: str | None) -> Outcome:
