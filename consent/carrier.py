@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consent.ledger import ConsentEvent, ConsentLedger, Kind, Source, Status
+from consent.ledger import ConsentEvent, ConsentLedger, Kind, Source
 from consent.programs import Catalog
 from gateway.db import Tx
 from gateway.errors import InvalidNumber
@@ -29,15 +29,9 @@ class CarrierOptOuts:
 
     async def opt_out(self, tx: Tx, phone: str, short_code: str,
                       update: StatusUpdate) -> list[int]:
-        recorded = []
-        for program in self.catalog.stop_targets(short_code):
-            state = await self.ledger.state(tx, phone, program.id)
-            if state.effective(update.received_at) is Status.OPTED_OUT:
-                continue
-            event_id, _ = await self.ledger.record(tx, ConsentEvent(
-                phone=phone, program_id=program.id, kind=Kind.OPT_OUT, source=Source.CARRIER,
-                occurred_at=update.received_at, evidence={
-                    "provider": update.provider, "provider_sid": update.provider_sid,
-                    "error_code": update.error_code, "short_code": short_code}))
-            recorded.append(event_id)
-        return recorded
+        return await self.ledger.opt_out(tx, ConsentEvent(
+            phone=phone, program_id="", kind=Kind.OPT_OUT, source=Source.CARRIER,
+            occurred_at=update.received_at, evidence={
+                "provider": update.provider, "provider_sid": update.provider_sid,
+                "error_code": update.error_code, "short_code": short_code}),
+            [p.id for p in self.catalog.stop_targets(short_code)])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -169,6 +169,19 @@ class ConsentLedger:
         if self.on_event is not None:
             self.on_event(event)
         return event_id, after
+
+    async def opt_out(self, tx: Tx, event: ConsentEvent, program_ids: Iterable[str]
+                      ) -> list[int]:
+        """Record the opt-out `event` for each program not already opted out at its time
+        (STOP, carrier signals, a reviewed message alike); returns the new event ids."""
+        statuses = {s.program_id: s.effective(event.occurred_at)
+                    for s in await self.states(tx, event.phone)}
+        recorded = []
+        for program_id in program_ids:
+            if statuses.get(program_id) is not Status.OPTED_OUT:
+                event_id, _ = await self.record(tx, replace(event, program_id=program_id))
+                recorded.append(event_id)
+        return recorded
 
     async def _store(self, tx: Tx, state: ConsentState) -> None:
         assert state.since is not None and state.last_event_id is not None

@@ -55,12 +55,17 @@ class ConsentResponder:
         tokens = words(msg.body.casefold())
         return self.catalog.by_keyword(msg.to_number, tokens[0]) if tokens else None
 
+    @staticmethod
+    def _event(msg: InboundMessage, program_id: str, kind: Kind, reply: str) -> ConsentEvent:
+        """What the customer's own text caused, with the text and our answer as evidence."""
+        return ConsentEvent(
+            phone=msg.from_number, program_id=program_id, kind=kind, source=Source.KEYWORD,
+            occurred_at=msg.received_at, inbound_sid=msg.provider_sid, inbound_text=msg.body,
+            reply_text=reply, evidence={"short_code": msg.to_number})
+
     async def _record(self, tx: Tx, msg: InboundMessage, program: Program, kind: Kind,
                       reply: str) -> int:
-        event_id, _ = await self.ledger.record(tx, ConsentEvent(
-            phone=msg.from_number, program_id=program.id, kind=kind, source=Source.KEYWORD,
-            occurred_at=msg.received_at, inbound_sid=msg.provider_sid, inbound_text=msg.body,
-            reply_text=reply, evidence={"short_code": msg.to_number}))
+        event_id, _ = await self.ledger.record(tx, self._event(msg, program.id, kind, reply))
         return event_id
 
     async def _opt_out(self, tx: Tx, msg: InboundMessage, found: Classification,
@@ -74,11 +79,8 @@ class ConsentResponder:
         names = ", ".join(p.name for p in targets)
         # Exactly one confirmation, naming what ended, also to a number never subscribed.
         text = targets[0].text(language).opt_out.replace("{programs}", names)
-        statuses = await self._statuses(tx, msg)
-        for program in targets:
-            if statuses.get(program.id) is not Status.OPTED_OUT:
-                outcome.consent_event_ids.append(
-                    await self._record(tx, msg, program, Kind.OPT_OUT, text))
+        outcome.consent_event_ids = await self.ledger.opt_out(
+            tx, self._event(msg, "", Kind.OPT_OUT, text), [p.id for p in targets])
         outcome.replies.append(Reply(text, targets[0].id if len(targets) == 1 else None))
         return outcome
 

@@ -77,16 +77,11 @@ async def resolve_review(request: web.Request) -> web.Response:
             raise Conflict(f"review item {raw_id} was resolved already")
         if resolution == "dismiss":
             return []
-        recorded = []
-        for program in targets:
-            event_id, _ = await consent.ledger.record(tx, ConsentEvent(
-                phone=item["phone"], program_id=program.id, kind=Kind.OPT_OUT,
-                source=Source.KEYWORD, occurred_at=when, inbound_sid=item["inbound_sid"],
-                inbound_text=item["text"],
-                evidence={"reviewed_at": now.isoformat(), "rule": item["rule"],
-                          "short_code": item["short_code"]}))
-            recorded.append(event_id)
-        return recorded
+        return await consent.ledger.opt_out(tx, ConsentEvent(
+            phone=item["phone"], program_id="", kind=Kind.OPT_OUT, source=Source.KEYWORD,
+            occurred_at=when, inbound_sid=item["inbound_sid"], inbound_text=item["text"],
+            evidence={"reviewed_at": now.isoformat(), "rule": item["rule"],
+                      "short_code": item["short_code"]}), [p.id for p in targets])
 
     events = await db.write(write)
     request.app[keys.SYNC].wake()
