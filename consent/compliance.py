@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from consent import Consent
 from consent.keywords import Families
-from consent.ledger import ConsentLedger
 from consent.programs import Catalog, Program
-from consent.responder import ConsentResponder
 from gateway.config import Config
 from gateway.db import Database
 from gateway.models import InboundMessage
@@ -99,10 +98,8 @@ async def replay(config: Config) -> list[Exchange]:
     with tempfile.TemporaryDirectory() as folder:
         db = await Database.open(Path(folder) / "replay.sqlite3")
         try:
-            catalog = Catalog(config)
-            responder = ConsentResponder(
-                ConsentLedger(ProfileStore(default_region=config.phone.default_region),
-                              pending_for=catalog.pending_for), catalog)
+            consent = Consent(config, ProfileStore(default_region=config.phone.default_region))
+            catalog, responder = consent.catalog, consent.responder
             at = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
             for code in sorted({p.short_code for p in catalog.programs.values()}):
                 script = ["HELP"]
