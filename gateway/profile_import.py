@@ -305,20 +305,23 @@ async def import_profiles(db: Database, store: ProfileStore, lines: Iterable[str
                           atomic: bool = False,
                           progress: Callable[[int, bool], None] | None = None,
                           committed: Callable[[], None] = lambda: None,
-                          in_worker: bool = False,
+                          in_worker: bool | None = None, size_hint: int | None = None,
                           consent_writer: ConsentWriter | None = None,
                           programs: frozenset[str] = frozenset()) -> ImportReport:
     """Validate and apply `lines`; see the module docstring for the rules.
 
-    `in_worker`: parse and check rows in a second process while this one writes (worth its
-    start-up time from a few megabytes on). `consent_writer` records the rows' consent
-    columns (``consent.<program>``, for the `programs` given) in the same transaction.
+    `in_worker`: parse and check rows in a second process while this one writes; by default
+    when `size_hint` (the input's size in bytes) says it is worth the process's start-up.
+    `consent_writer` records the rows' consent columns (``consent.<program>``, for the
+    `programs` given) in the same transaction.
     """
     report = ImportReport()
     chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
     state = {"abandoned": False}
     if fmt not in ("csv", "jsonl"):
         raise ImportRejected(f"unknown format {fmt!r}: use csv or jsonl")
+    if in_worker is None:
+        in_worker = size_hint is not None and size_hint >= WORKER_THRESHOLD_BYTES
     source = _checked_in_worker if in_worker else _checked_inline
     producer = asyncio.create_task(_validate(
         source(lines, fmt, mapping or {}, store.default_region,

@@ -17,7 +17,6 @@ from gateway.clock import SystemClock
 from gateway.config import Config
 from gateway.db import Database
 from gateway.profile_import import (
-    WORKER_THRESHOLD_BYTES,
     ImportReport,
     import_profiles,
     parse_mapping,
@@ -107,7 +106,7 @@ async def _import(config: Config, handle: TextIO, fmt: str, args: argparse.Names
         return await import_profiles(
             db, store, _lines(handle), fmt=fmt, at=SystemClock().now(),
             mapping=parse_mapping(args.map), atomic=args.atomic, progress=progress,
-            in_worker=size is not None and size >= WORKER_THRESHOLD_BYTES,
+            size_hint=size,
             consent_writer=consent_writer(consent.ledger),
             programs=frozenset(consent.catalog.programs))
 

@@ -21,7 +21,7 @@ from gateway.http.params import (
     number_cursor_param,
     phone_param,
 )
-from gateway.profile_import import WORKER_THRESHOLD_BYTES, import_profiles, parse_mapping
+from gateway.profile_import import import_profiles, parse_mapping
 from gateway.profiles import Profile, parse_changes
 
 routes = web.RouteTableDef()
@@ -142,7 +142,7 @@ async def import_endpoint(request: web.Request) -> web.Response:
         request.app[keys.DB], request.app[keys.PROFILES], text.splitlines(keepends=True),
         fmt=fmt, at=request.app[keys.CLOCK].now(),
         mapping=parse_mapping(request.query.get("map", "")), atomic=atomic,
-        committed=request.app[keys.SYNC].wake, in_worker=len(data) >= WORKER_THRESHOLD_BYTES,
+        committed=request.app[keys.SYNC].wake, size_hint=len(data),
         consent_writer=consent_writer(consent.ledger),
         programs=frozenset(consent.catalog.programs))
     if not report.applied:
