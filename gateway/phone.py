@@ -9,10 +9,9 @@ import phonenumbers
 from phonenumbers import PhoneMetadata
 
 from gateway.errors import InvalidNumber
+from gateway.text import ASCII_DIGITS
 
 _SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
-# Persian (U+06F0..) and Arabic-Indic (U+0660..) digits are typed by customers in Iran.
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
 
 _CANONICAL = re.compile(r"^\+([1-9][0-9]{6,14})$")
@@ -54,7 +53,7 @@ def _canonical(text: str) -> str | None:
 
 def to_e164(raw: str, default_region: str) -> str:
     """Normalise `raw` (national or international form) to E.164, or raise InvalidNumber."""
-    text = (raw or "").strip().translate(_DIGITS)
+    text = (raw or "").strip().translate(ASCII_DIGITS)
     if not text:
         raise InvalidNumber("empty phone number")
     canonical = _canonical(text)
@@ -76,7 +75,7 @@ def is_short_code(text: str) -> bool:
 
 def normalise_address(raw: str, default_region: str) -> str:
     """A sender or recipient address: a short code as-is, anything else as E.164."""
-    text = (raw or "").strip().translate(_DIGITS)
+    text = (raw or "").strip().translate(ASCII_DIGITS)
     if is_short_code(text):
         return text
     return to_e164(text, default_region)

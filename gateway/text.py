@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Persian (U+06F0..) and Arabic-Indic (U+0660..) digits, and the Arabic letters that Persian
-# keyboards produce differently (ي → ی, ك → ک); zero-width joiners and marks vanish.
-_TABLE = str.maketrans({
+#: Persian (U+06F0..) and Arabic-Indic (U+0660..) digits to ASCII (keywords, phone numbers).
+ASCII_DIGITS = str.maketrans({
     **{chr(0x06F0 + i): str(i) for i in range(10)},
     **{chr(0x0660 + i): str(i) for i in range(10)},
+})
+# Also the Arabic letters Persian keyboards produce differently (ي → ی, ك → ک); zero-width
+# joiners and marks vanish.
+_TABLE = ASCII_DIGITS | str.maketrans({
     "\u064a": "\u06cc", "\u0643": "\u06a9",
     "\u200b": None, "\u200c": None, "\u200d": None, "\u200e": None, "\u200f": None,
     "\u2060": None, "\ufeff": None,
