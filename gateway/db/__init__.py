@@ -125,10 +125,6 @@ class Database:
         # shield: a caller that gives up must not cancel a write others share a commit with.
         return await asyncio.shield(future)
 
-    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `fn` on the reader connection, which sees only committed data."""
-        return await fn(Tx(self._reader))
-
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await Tx(self._reader).fetchall(sql, params)
 
