@@ -17,7 +17,8 @@ from consent.ledger import ConsentLedger, ConsentState, Status
 from gateway.db import Database, Tx
 from gateway.db import consent as sql
 from gateway.db.profiles import get as get_profile
-from gateway.db.profiles import suppressed_since
+from gateway.db.profiles import get_many as get_profiles
+from gateway.db.profiles import suppressed_many, suppressed_since
 from gateway.profiles import Profile, derived_time_zones
 
 
@@ -171,3 +172,39 @@ class ConsentRules:
         return decide(state=state, purpose=purpose, at=at, zones=zones, policy=policy,
                       program_sends=program_sends, all_sends=all_sends,
                       suppressed_since=await suppressed_since(db, phone))
+
+    async def decide_many(self, db: Database | Tx, items: Sequence[tuple[str, str, Purpose]],
+                          at: datetime) -> list[Decision]:
+        """`decide` for a batch of (phone, program, purpose), reading each kind of fact once
+        for the whole batch (the dispatcher asks for hundreds at a time). Messages earlier in
+        the batch count against the caps of later ones."""
+        phones = sorted({phone for phone, _, _ in items})
+        if not phones:
+            return []
+        states = {(r["phone"], r["program_id"]): ConsentState.from_row(r)
+                  for r in await sql.statuses_many(db, phones)}
+        profiles = {r["phone"]: Profile.from_row(r) for r in await get_profiles(db, phones)}
+        suppressed = await suppressed_many(db, phones)
+        windows = [c.window for p in self.policies.values()
+                   for c in (p.program_cap, p.overall_cap) if c]
+        sends: dict[str, list[tuple[str | None, datetime]]] = {}
+        if windows and any(purpose is Purpose.MARKETING for _, _, purpose in items):
+            for row in await sql.marketing_sends_many(db, phones, at - max(windows)):
+                sends.setdefault(row[0], []).append((row[1], datetime.fromisoformat(row[2])))
+        decisions = []
+        for phone, program_id, purpose in items:
+            policy = self.policies.get(program_id)
+            if policy is None:
+                raise KeyError(f"unknown program {program_id!r}")
+            profile = profiles.get(phone)
+            past = sends.get(phone, [])
+            decision = decide(
+                state=states.get((phone, program_id)) or ConsentState(phone, program_id),
+                purpose=purpose, at=at, policy=policy,
+                zones=profile.effective_time_zones if profile else derived_time_zones(phone),
+                program_sends=[t for p, t in past if p == program_id],
+                all_sends=[t for _, t in past], suppressed_since=suppressed.get(phone))
+            if decision.allowed and purpose is Purpose.MARKETING:
+                sends.setdefault(phone, []).append((program_id, at))
+            decisions.append(decision)
+        return decisions

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from consent import Consent, ConsentEvent
+from consent import Consent, ConsentEvent, Kind
 from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database, Tx
-from gateway.db.messages import QUEUED_STATUSES, outbound_counts
+from gateway.db.messages import outbound_counts
 from gateway.http import api, consent_api, health, profiles_api, webhooks
 from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
@@ -25,6 +25,8 @@ from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics, Labels
 from gateway.models import InboundMessage, Reply
+from gateway.outbound import OptOutWatch, Outbound
+from gateway.outbound.metrics import OutboundMetrics
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
 from gateway.providers.sandbox import SandboxProvider
@@ -33,6 +35,10 @@ from gateway.sync import SyncHub, SyncRelay
 from gateway.workers import Workers
 
 log = logging.getLogger(__name__)
+
+#: Wiring between contexts only (the HTTP layer uses keys.OUTBOUND).
+OPT_OUT_WATCH = web.AppKey("opt_out_watch", OptOutWatch)
+OUTBOUND_METRICS = web.AppKey("outbound_metrics", OutboundMetrics)
 
 
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
@@ -44,7 +50,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.WORKERS] = Workers()
     app[keys.LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, workers_ctx, sync_ctx,
-                            services_ctx, provider_ctx])
+                            services_ctx, provider_ctx, outbound_ctx])
     app.add_routes(webhooks.routes)
     app.add_routes(health.routes)
     app.add_routes(api.routes)
@@ -65,12 +71,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def outbound() -> dict[str, dict[Labels, float]]:
         counts = await outbound_counts(db)
-        return {"mcrm_outbound_messages": {(("status", s),): n for s, n in counts.items()},
-                "mcrm_outbound_queue_depth": {(): sum(counts.get(s, 0)
-                                                      for s in QUEUED_STATUSES)}}
+        return {"mcrm_outbound_messages": {(("status", s),): n for s, n in counts.items()}}
 
-    registry.gauges({"mcrm_outbound_queue_depth": "Messages waiting to be sent.",
-                     "mcrm_outbound_messages": "Outbound messages by status."}, outbound)
+    registry.gauges({"mcrm_outbound_messages": "Outbound messages by status."}, outbound)
     yield
     await db.close()
     log.info("database closed")
@@ -115,11 +118,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Consent and the ingest path: plain objects, wired once the database and sync exist."""
     config, metrics, db, hub = app[keys.CONFIG], app[keys.METRICS], app[keys.DB], app[keys.SYNC]
 
-    def count(event: ConsentEvent) -> None:
+    app[OUTBOUND_METRICS] = outbound_metrics = OutboundMetrics(metrics.registry)
+    watch = app[OPT_OUT_WATCH] = OptOutWatch(app[keys.CLOCK],
+                                             observe=outbound_metrics.opt_out_exposure.observe)
+
+    def on_event(event: ConsentEvent) -> None:
         metrics.consent_events.inc(program=event.program_id, kind=event.kind.value,
                                    source=event.source)
+        if event.kind is Kind.OPT_OUT:
+            watch.noticed(event.phone, event.occurred_at)
 
-    consent = Consent(config, app[keys.PROFILES], on_event=count)
+    consent = Consent(config, app[keys.PROFILES], on_event=on_event)
     app[keys.CONSENT] = consent
 
     async def consent_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:
@@ -153,3 +162,32 @@ async def provider_ctx(app: web.Application) -> AsyncIterator[None]:
     if isinstance(provider, SandboxProvider):
         await app[keys.WORKERS].stop("sandbox-receipts")
     await provider.close()
+
+
+async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The senders: started last, stopped first (before the provider and database close)."""
+    outbound = Outbound(app[keys.CONFIG], app[keys.DB], app[keys.PROVIDER], app[keys.CONSENT],
+                        app[keys.CLOCK], app[OPT_OUT_WATCH], app[OUTBOUND_METRICS],
+                        committed=app[keys.SYNC].wake)
+    app[keys.OUTBOUND] = outbound
+    names = [f"outbound:{code}" for code in outbound.dispatchers]
+    for name, dispatcher in zip(names, outbound.dispatchers.values(), strict=True):
+        app[keys.WORKERS].start(name, dispatcher.run)
+
+    async def queue() -> dict[str, dict[Labels, float]]:
+        status = await outbound.queue_status()
+        return {name: {(("short_code", s["short_code"]),): s[key] for s in status}
+                for name, key in (("mcrm_outbound_queue_depth", "queued"),
+                                  ("mcrm_outbound_deferred", "deferred"),
+                                  ("mcrm_outbound_in_flight", "sending"),
+                                  ("mcrm_outbound_drain_seconds", "drain_seconds"))}
+
+    app[keys.METRICS].registry.gauges({
+        "mcrm_outbound_queue_depth": "Messages queued to send, by short code.",
+        "mcrm_outbound_deferred": "Messages waiting for quiet hours or a frequency cap.",
+        "mcrm_outbound_in_flight": "Messages handed to the provider, outcome not yet known.",
+        "mcrm_outbound_drain_seconds": "Time to send what is queued at the current rate."},
+        queue)
+    yield
+    for name in names:
+        await app[keys.WORKERS].stop(name)

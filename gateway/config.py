@@ -71,6 +71,8 @@ class TwilioConfig:
 @dataclass(frozen=True)
 class ProviderConfig:
     kind: Literal["sandbox", "twilio"] = "sandbox"
+    #: Segments per second across the whole account, over all short codes (0: no such limit).
+    messages_per_second: float = 0.0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     twilio: TwilioConfig | None = None
 
@@ -115,6 +117,8 @@ class ProgramConfig:
     #: At most this many marketing messages per window (0: no cap of the program's own).
     max_messages: int = 0
     cap_window_hours: float = 168.0
+    #: Segments per second for this program's traffic, within its short code's (0: no limit).
+    messages_per_second: float = 0.0
     #: Texts; empty means the English default built from the fields above.
     confirmation_request: str = ""
     welcome_text: str = ""
@@ -137,6 +141,27 @@ class ConsentConfig:
     opt_in_keywords: tuple[str, ...] = ()
     confirm_keywords: tuple[str, ...] = ()
     help_keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    #: Provider requests in flight at once, per short code.
+    max_in_flight: int = 32
+    #: A message that could not be handed to the provider this long after it was queued is
+    #: `expired`, never sent stale (Twilio's own queue keeps a message at most 4 hours).
+    validity_minutes: float = 240.0
+    #: Back-off after a transient error: doubles from the first value up to the second,
+    #: with jitter, until the message's validity ends.
+    retry_initial_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    #: After a send whose outcome is unknown (timeout, 5xx, a crash), wait this long before
+    #: looking the message up at the provider, so a late acceptance is seen (> its timeout).
+    reconcile_after_seconds: float = 30.0
+    #: After a 429 the short code sends at this fraction of its rate for this long.
+    slow_down_factor: float = 0.5
+    slow_down_seconds: float = 30.0
+    #: Longest body accepted, in characters (Twilio refuses more than 1600).
+    max_body_chars: int = 1600
 
 
 @dataclass(frozen=True)
@@ -187,6 +212,7 @@ class Config:
     programs: tuple[ProgramConfig, ...] = ()
     api: ApiConfig = field(default_factory=ApiConfig)
     consent: ConsentConfig = field(default_factory=ConsentConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -386,6 +412,7 @@ def _check(config: Config, file: str) -> None:
 
     _check_consent(config.consent, fail)
     _check_sync(config.sync, fail)
+    _check_outbound(config, fail)
     if config.imports.max_bytes < 1024:
         fail("imports.max_bytes", "must be at least 1024")
 
@@ -440,6 +467,31 @@ def _check_name(name: str, seen: set[str], key: str, what: str,
     if name in seen:
         fail(key, f"{what} {name!r} is used twice")
     seen.add(name)
+
+
+def _check_outbound(config: Config, fail: typing.Callable[[str, str], typing.NoReturn]
+                    ) -> None:
+    out = config.outbound
+    for name in ("validity_minutes", "retry_initial_seconds", "retry_max_seconds",
+                 "slow_down_seconds"):
+        if getattr(out, name) <= 0:
+            fail(f"outbound.{name}", "must be greater than 0")
+    if out.reconcile_after_seconds < 0:
+        fail("outbound.reconcile_after_seconds", "must not be negative")
+    if out.retry_max_seconds < out.retry_initial_seconds:
+        fail("outbound.retry_max_seconds",
+             "must not be less than outbound.retry_initial_seconds")
+    if not 1 <= out.max_in_flight <= 1000:
+        fail("outbound.max_in_flight", "must be from 1 to 1000")
+    if not 0 < out.slow_down_factor <= 1:
+        fail("outbound.slow_down_factor", "must be greater than 0 and at most 1")
+    if not 1 <= out.max_body_chars <= 1600:
+        fail("outbound.max_body_chars", "must be from 1 to 1600 (Twilio's limit)")
+    if config.provider.messages_per_second < 0:
+        fail("provider.messages_per_second", "must not be negative (0: no account limit)")
+    for i, program in enumerate(config.programs):
+        if program.messages_per_second < 0:
+            fail(f"programs[{i}].messages_per_second", "must not be negative (0: no limit)")
 
 
 def _check_sync(sync: SyncConfig, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:

@@ -81,18 +81,16 @@ class Ingest:
     async def status(self, update: StatusUpdate, outbound_id: int | None = None) -> None:
         """Store a receipt; `outbound_id` names our message when the callback URL carried it."""
 
-        async def store(tx: Tx) -> None:
-            await self.record_status(tx, update)
-            if outbound_id is not None:
-                await link_receipt(tx, outbound_id, update.provider, update.provider_sid,
-                                   update.status, update.error_code, update.received_at)
-
-        await self.db.write(store)
+        await self.db.write(lambda tx: self.record_status(tx, update, outbound_id))
         self.committed()
 
-    async def record_status(self, tx: Tx, update: StatusUpdate) -> None:
-        """Append a receipt inside the caller's transaction (webhook or sandbox carrier)."""
+    async def record_status(self, tx: Tx, update: StatusUpdate,
+                            outbound_id: int | None = None) -> None:
+        """Append a receipt inside the caller's transaction (webhook or sandbox carrier) and
+        move our message forward; a receipt for a message we do not know is kept all the
+        same."""
         await insert_status(tx, update)
+        await link_receipt(tx, update, outbound_id)
         await self.profiles.on_status(tx, update)
         for hook in self.on_status:
             await hook(tx, update)

@@ -12,6 +12,7 @@ from gateway.db import Database
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics
+from gateway.outbound import Outbound
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
 from gateway.sync import SyncHub
@@ -29,3 +30,4 @@ PROFILES = web.AppKey("profiles", ProfileStore)
 SYNC = web.AppKey("sync", SyncHub)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CONSENT = web.AppKey("consent", Consent)
+OUTBOUND = web.AppKey("outbound", Outbound)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.http.openapi import SPEC
 from gateway.models import OutgoingSMS
+from gateway.outbound import NewMessage
 from tests.conftest import ADMIN_TOKEN, ConfigFactory, admin
 
 
@@ -27,7 +29,8 @@ async def test_readyz_when_everything_runs(client: Any) -> None:
     assert response.status == 200
     body = await response.json()
     assert body == {"status": "ready",
-                    "checks": {"database": "ok", "worker:sandbox-receipts": "ok"}}
+                    "checks": {"database": "ok", "worker:sandbox-receipts": "ok",
+                               "worker:outbound:12345": "ok"}}
 
 
 async def test_readyz_fails_when_a_worker_stops(client: Any) -> None:
@@ -64,14 +67,10 @@ async def test_metrics_in_prometheus_text_format(client: Any) -> None:
     await client.post("/webhooks/twilio/sms", data={
         "MessageSid": "SM" + "9" * 32, "From": "+15551234567", "To": "12345", "Body": "HI"})
 
-    async def queue(tx: Any) -> None:
-        for status in ("queued", "queued", "deferred", "delivered"):
-            await tx.execute(
-                "INSERT INTO outbound_messages (from_number, to_number, body, status,"
-                " created_at, updated_at) VALUES ('12345', '+15551234567', 'x', ?, 'n', 'n')",
-                (status,))
-
-    await client.app[keys.DB].write(queue)
+    later = client.app[keys.CLOCK].now() + timedelta(hours=1)
+    await client.app[keys.OUTBOUND].queue([
+        NewMessage("+15551234567", f"later {i}", "deals", "transactional", not_before=later)
+        for i in range(3)])
     response = await client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -81,8 +80,8 @@ async def test_metrics_in_prometheus_text_format(client: Any) -> None:
     assert "# TYPE mcrm_webhook_duration_seconds histogram" in text
     assert 'mcrm_webhook_duration_seconds_count{endpoint="sms"} 1' in text
     assert 'mcrm_webhook_duration_seconds_bucket{endpoint="sms",le="+Inf"} 1' in text
-    assert "mcrm_outbound_queue_depth 3" in text
-    assert 'mcrm_outbound_messages{status="delivered"} 1' in text
+    assert 'mcrm_outbound_deferred{short_code="12345"} 3' in text
+    assert 'mcrm_outbound_messages{status="deferred"} 3' in text
     for line in text.splitlines():  # every sample line parses
         if line and not line.startswith("#"):
             assert re.fullmatch(r'[a-z_]+(\{[^}]*\})? [0-9.e+Inf-]+', line), line

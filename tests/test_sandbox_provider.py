@@ -23,7 +23,7 @@ class Receipts:
     def __init__(self) -> None:
         self.seen: list[StatusUpdate] = []
 
-    async def __call__(self, tx: Tx, update: StatusUpdate) -> None:
+    async def __call__(self, tx: Tx, update: StatusUpdate, outbound_id: int | None) -> None:
         await tx.execute("INSERT INTO status_callbacks (provider, provider_sid, status,"
                          " error_code, received_at, params_json) VALUES (?, ?, ?, ?, ?, '{}')",
                          (update.provider, update.provider_sid, update.status,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from gateway.clock import isoformat
-from gateway.db import Database, Row, Tx, dumps
+from gateway.db import Database, Row, Tx, dumps, marks
 
 _EVENT_COLUMNS = ("id, phone, program_id, kind, source, occurred_at, inbound_sid,"
                   " inbound_text, reply_text, evidence_json")
@@ -100,14 +101,34 @@ async def resolve_review(tx: Tx, review_id: int, resolution: str, at: datetime) 
         " AND resolved_at IS NULL", (isoformat(at), resolution, review_id)) > 0
 
 
+#: A marketing message counts against the caps from the moment it is handed to the provider
+#: (inline replies have only sent_at), unless it never went.
+_SENT = "COALESCE(sending_at, sent_at)"
+_COUNTED = "status NOT IN ('queued', 'deferred', 'cancelled', 'expired', 'failed')"
+
+
 async def marketing_sends(db: Database | Tx, phone: str, since: datetime
                           ) -> list[tuple[str | None, str]]:
     """(program, sent_at) of marketing messages to `phone` sent since `since`."""
     rows = await db.fetchall(
-        "SELECT program_id, sent_at FROM outbound_messages WHERE to_number = ?"
-        " AND purpose = 'marketing' AND sent_at >= ? ORDER BY sent_at",
+        f"SELECT program_id, {_SENT} AS at FROM outbound_messages WHERE to_number = ?"
+        f" AND purpose = 'marketing' AND {_COUNTED} AND {_SENT} >= ? ORDER BY at",
         (phone, isoformat(since)))
     return [(r[0], r[1]) for r in rows]
+
+
+async def statuses_many(db: Database | Tx, phones: Sequence[str]) -> list[Row]:
+    return await db.fetchall(
+        f"SELECT * FROM consent_status WHERE phone IN ({marks(phones)})", tuple(phones))
+
+
+async def marketing_sends_many(db: Database | Tx, phones: Sequence[str], since: datetime
+                               ) -> list[Row]:
+    """(phone, program, sent_at) of marketing messages to any of `phones` since `since`."""
+    return await db.fetchall(
+        f"SELECT to_number, program_id, {_SENT} AS at FROM outbound_messages"
+        f" WHERE to_number IN ({marks(phones)}) AND purpose = 'marketing' AND {_COUNTED}"
+        f" AND {_SENT} >= ? ORDER BY at", (*phones, isoformat(since)))
 
 
 async def marketing_messages(db: Database | Tx, phone: str) -> list[Row]:

@@ -64,27 +64,34 @@ async def inline_replies(db: Database | Tx, provider: str, provider_sid: str
     return [(r[0], r[1]) for r in rows]
 
 
-#: How far along a message is; a receipt never moves one back (a late `sent` after
-#: `delivered` changes nothing).
-STATUS_RANK = {"queued": 0, "deferred": 0, "sending": 1, "accepted": 1, "sent": 2,
-               "delivered": 3, "read": 4, "undelivered": 3, "failed": 3}
+#: How far along a message is, by the provider's receipts. Only these statuses move our
+#: message (Twilio's queued, accepted, sending, read … are logged and change nothing), and
+#: only forward: a late `sent` never overwrites `delivered`.
+RECEIPT_RANK = {"sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+_RANK = ("CASE status WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 3"
+         " WHEN 'failed' THEN 3 WHEN 'sending' THEN 1 ELSE 0 END")
 
 
-async def link_receipt(tx: Tx, outbound_id: int, provider: str, provider_sid: str,
-                       status: str, error_code: str | None, at: datetime) -> bool:
-    """A receipt for one of our messages: learn its provider id, move its status forward."""
-    row = await tx.fetchone("SELECT status, provider_sid FROM outbound_messages WHERE id = ?",
-                            (outbound_id,))
-    if row is None or (row["provider_sid"] and row["provider_sid"] != provider_sid):
-        return False
-    forward = STATUS_RANK.get(status, -1) > STATUS_RANK.get(row["status"], -1)
-    await tx.execute(
-        "UPDATE outbound_messages SET provider = ?, provider_sid = ?,"
-        " status = CASE WHEN ? THEN ? ELSE status END,"
-        " error_code = CASE WHEN ? THEN ? ELSE error_code END, updated_at = ? WHERE id = ?",
-        (provider, provider_sid, forward, status, forward, error_code, isoformat(at),
-         outbound_id))
-    return True
+async def link_receipt(tx: Tx, update: StatusUpdate, outbound_id: int | None) -> bool:
+    """Put a receipt on our message (named by id, else found by provider id): learn its
+    provider id, move its status forward. False when no message of ours matches."""
+    rank = RECEIPT_RANK.get(update.status, 0)
+    forward = f"{_RANK} < {rank}"
+    sets = (f"status = CASE WHEN {forward} THEN ? ELSE status END,"
+            f" error_code = CASE WHEN {forward} THEN ? ELSE error_code END,"
+            f" next_attempt_at = CASE WHEN {forward} THEN NULL ELSE next_attempt_at END,"
+            f" sent_at = COALESCE(sent_at, ?), updated_at = ?")
+    stamp = isoformat(update.received_at)
+    status = update.status if rank else "queued"  # never written when rank is 0
+    if outbound_id is not None:
+        return await tx.update(
+            f"UPDATE outbound_messages SET provider = ?, provider_sid = ?, {sets}"
+            f" WHERE id = ? AND (provider_sid IS NULL OR provider_sid = ?)",
+            (update.provider, update.provider_sid, status, update.error_code, stamp, stamp,
+             outbound_id, update.provider_sid)) > 0
+    return await tx.update(
+        f"UPDATE outbound_messages SET {sets} WHERE provider = ? AND provider_sid = ?",
+        (status, update.error_code, stamp, stamp, update.provider, update.provider_sid)) > 0
 
 
 async def outbound_counts(db: Database) -> dict[str, int]:

@@ -114,6 +114,14 @@ async def suppressed_since(db_or_tx: Database | Tx, phone: str) -> datetime | No
     return datetime.fromisoformat(row[0]) if row else None
 
 
+async def suppressed_many(db_or_tx: Database | Tx, phones: Sequence[str]
+                          ) -> dict[str, datetime]:
+    rows = await db_or_tx.fetchall(
+        f"SELECT phone, created_at FROM suppressions WHERE phone IN ({marks(phones)})",
+        tuple(phones))
+    return {r[0]: datetime.fromisoformat(r[1]) for r in rows}
+
+
 async def redact_person(tx: Tx, phone: str) -> None:
     """Blank everything personal about `phone`, wherever it is stored; keep the counts."""
     await tx.execute(

@@ -21,7 +21,7 @@ async def insert_message(tx: Tx, *, sid: str, from_number: str, to_number: str, 
 
 async def due_receipts(db: Database, now: datetime, limit: int) -> list[Row]:
     return await db.fetchall(
-        "SELECT sid, to_number, status FROM sandbox_messages"
+        "SELECT sid, to_number, status, status_callback FROM sandbox_messages"
         " WHERE next_receipt_at IS NOT NULL AND next_receipt_at <= ?"
         " ORDER BY next_receipt_at LIMIT ?", (isoformat(now), limit))
 
@@ -50,3 +50,10 @@ async def list_messages(db: Database, *, to_number: str | None, limit: int) -> l
         "SELECT sid, from_number, to_number, body, status, error_code, created_at, updated_at"
         f" FROM sandbox_messages{where} ORDER BY created_at DESC, sid LIMIT ?",
         (*params, limit))
+
+
+async def find(db: Database, from_number: str, to_number: str, since: datetime) -> list[Row]:
+    return await db.fetchall(
+        "SELECT sid, from_number, to_number, body, status, created_at FROM sandbox_messages"
+        " WHERE to_number = ? AND from_number = ? AND created_at >= ? ORDER BY created_at, sid",
+        (to_number, from_number, isoformat(since)))

@@ -12,9 +12,9 @@ from consent import ConsentEvent, Kind, Source, Status
 from consent.export import CSV_HEADER, csv_line, jsonl_line
 from gateway import keys
 from gateway.db import consent as consent_sql
-from gateway.db.messages import queue_message
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.http.params import json_body, limit_param, phone_param
+from gateway.outbound import NewMessage
 
 routes = web.RouteTableDef()
 
@@ -152,13 +152,15 @@ async def record(request: web.Request) -> web.Response:
         queued = None
         if reply is not None:
             # The confirmation request leaves through the outbound queue.
-            queued = await queue_message(tx, from_number=program.short_code, to_number=phone,
-                                         body=reply, program_id=program.id,
-                                         purpose="transactional", at=now)
+            queued = await outbound.outbox.queue(tx, NewMessage(
+                to_number=phone, body=reply, program_id=program.id, purpose="transactional"),
+                now)
         return event_id, state.status.value, queued
 
+    outbound = request.app[keys.OUTBOUND]
     event_id, status, queued = await request.app[keys.DB].write(write)
     request.app[keys.SYNC].wake()
+    outbound.wake(program.short_code)
     return web.json_response({"phone": phone, "program": program.id, "event_id": event_id,
                               "status": status, "queued_message_id": queued},
                              status=201 if event_id is not None else 200)

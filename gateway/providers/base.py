@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from gateway.errors import GatewayError
@@ -19,6 +20,7 @@ class SendErrorKind(enum.StrEnum):
     SERVER_ERROR = "server_error"  # 5xx: the provider is having trouble
     TIMEOUT = "timeout"  # no answer in time: it *may* have been accepted, reconcile first
     CONNECTION = "connection"  # never reached the provider
+    INTERRUPTED = "interrupted"  # the connection broke mid-request: it may have been accepted
     AUTH = "auth"  # our credentials were refused: an operator must fix config; keep the message
     REJECTED = "rejected"  # the provider refused this message for good (bad number, body …)
     CONTACT_STOPPED = "contact_stopped"  # the recipient opted out at carrier level (21610)
@@ -26,7 +28,11 @@ class SendErrorKind(enum.StrEnum):
 
 TRANSIENT_KINDS = frozenset({SendErrorKind.RATE_LIMITED, SendErrorKind.SERVER_ERROR,
                              SendErrorKind.TIMEOUT, SendErrorKind.CONNECTION,
-                             SendErrorKind.AUTH})
+                             SendErrorKind.INTERRUPTED, SendErrorKind.AUTH})
+#: The provider may have accepted the message after all: look it up before any resend.
+#: (A 5xx usually means it did not, but "usually" is not "never sent twice".)
+UNKNOWN_OUTCOME_KINDS = frozenset({SendErrorKind.TIMEOUT, SendErrorKind.SERVER_ERROR,
+                                   SendErrorKind.INTERRUPTED})
 
 
 class SendError(GatewayError):
@@ -47,11 +53,28 @@ class SendError(GatewayError):
     def transient(self) -> bool:
         return self.kind in TRANSIENT_KINDS
 
+    @property
+    def outcome_unknown(self) -> bool:
+        return self.kind in UNKNOWN_OUTCOME_KINDS
+
 
 @dataclass(frozen=True)
 class SendResult:
     provider_sid: str
     status: str  # the provider's own word: queued, accepted, sent …
+    num_segments: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderMessage:
+    """A message as the provider's own records show it (crash reconciliation)."""
+
+    sid: str
+    to_number: str
+    from_number: str
+    body: str
+    status: str
+    created_at: datetime | None
     num_segments: int | None = None
 
 
@@ -63,3 +86,7 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
     async def send(self, sms: OutgoingSMS) -> SendResult: ...
+
+    async def lookup(self, sms: OutgoingSMS, since: datetime) -> list[ProviderMessage]:
+        """Messages to `sms.to_number` from our sender created since `since`, oldest first."""
+        ...

@@ -14,14 +14,15 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from gateway.clock import Clock
 from gateway.db import Database, Tx
 from gateway.db import sandbox as store
 from gateway.models import OutgoingSMS, StatusUpdate
 from gateway.phone import mask
-from gateway.providers.base import SendError, SendErrorKind, SendResult
+from gateway.providers.base import ProviderMessage, SendError, SendErrorKind, SendResult
 from gateway.providers.error_codes import CONTACT_STOPPED, describe
 from gateway.sms import segment
 
@@ -38,7 +39,8 @@ SEND_TIME_ERRORS: dict[str, str] = {
 #: A recipient whose number ends in one of these is "undelivered" with that carrier code.
 DELIVERY_ERRORS = ("30003", "30005", "30006", "30007")
 
-ReceiptSink = Callable[[Tx, StatusUpdate], Awaitable[None]]
+#: Stores a receipt: (transaction, receipt, our message id from the callback URL).
+ReceiptSink = Callable[[Tx, StatusUpdate, int | None], Awaitable[None]]
 
 
 class SandboxProvider:
@@ -78,6 +80,14 @@ class SandboxProvider:
                  mask(sms.to_number), sid, parts, sms.body)
         return SendResult(provider_sid=sid, status="queued", num_segments=parts)
 
+    async def lookup(self, sms: OutgoingSMS, since: datetime) -> list[ProviderMessage]:
+        rows = await store.find(self.db, sms.from_number, sms.to_number, since)
+        return [ProviderMessage(sid=r["sid"], to_number=r["to_number"],
+                                from_number=r["from_number"], body=r["body"],
+                                status=r["status"],
+                                created_at=datetime.fromisoformat(r["created_at"]),
+                                num_segments=segment(r["body"]).segments) for r in rows]
+
     async def run_receipts(self) -> None:
         """Emit due receipts forever (a background worker); survives restarts via the table."""
         while True:
@@ -103,10 +113,11 @@ class SandboxProvider:
         now = self.clock.now()
         rows = await store.due_receipts(self.db, now, limit)
         for row in rows:
-            await self.db.write(self._advance(row["sid"], row["to_number"], row["status"]))
+            await self.db.write(self._advance(row["sid"], row["to_number"], row["status"],
+                                              _outbound_id(row["status_callback"])))
         return len(rows)
 
-    def _advance(self, sid: str, to_number: str, status: str
+    def _advance(self, sid: str, to_number: str, status: str, outbound_id: int | None
                  ) -> Callable[[Tx], Awaitable[None]]:
         async def advance(tx: Tx) -> None:
             now = self.clock.now()
@@ -124,7 +135,13 @@ class SandboxProvider:
                 params["ErrorCode"] = error
             await self.on_receipt(tx, StatusUpdate(
                 provider=self.name, provider_sid=sid, status=new, received_at=now,
-                error_code=error, params=params))
+                error_code=error, params=params), outbound_id)
             log.info("sandbox receipt %s: %s%s", sid, new, f" ({error})" if error else "")
 
         return advance
+
+
+def _outbound_id(callback: str | None) -> int | None:
+    """Our message id from the status callback URL (…/webhooks/twilio/status?outbound=ID)."""
+    values = parse_qs(urlsplit(callback or "").query).get("outbound", [])
+    return int(values[0]) if values and values[0].isdigit() else None

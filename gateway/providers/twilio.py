@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -17,7 +18,7 @@ from twilio.rest import Client
 from gateway.config import TwilioConfig
 from gateway.models import OutgoingSMS
 from gateway.phone import mask
-from gateway.providers.base import SendError, SendErrorKind, SendResult
+from gateway.providers.base import ProviderMessage, SendError, SendErrorKind, SendResult
 from gateway.providers.error_codes import CONTACT_STOPPED, describe
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,41 @@ class TwilioProvider:
             raise SendError(SendErrorKind.TIMEOUT,
                             detail=f"no answer from Twilio within "
                                    f"{self.config.timeout_seconds:g}s") from exc
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise SendError(SendErrorKind.CONNECTION,
                             detail=f"cannot reach Twilio: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise SendError(SendErrorKind.INTERRUPTED,
+                            detail=f"connection to Twilio broke: {exc}") from exc
         log.info("twilio accepted %s → %s as %s (%s)", sms.from_number, mask(sms.to_number),
                  message.sid, message.status)
         segments = int(message.num_segments) if message.num_segments else None
         return SendResult(provider_sid=str(message.sid), status=str(message.status),
                           num_segments=segments)
+
+
+    async def lookup(self, sms: OutgoingSMS, since: datetime) -> list[ProviderMessage]:
+        """Twilio's Messages list, filtered by recipient and sender (newest first there)."""
+        sender: dict[str, str] = {}
+        if not self.config.messaging_service_sid:  # a service picks its own sender
+            sender["from_"] = sms.from_number
+        try:
+            async with asyncio.timeout(self.config.timeout_seconds):
+                found = await self.client.messages.list_async(to=sms.to_number, limit=100,
+                                                              **sender)
+        except TwilioRestException as exc:
+            raise classify(exc) from exc
+        except TimeoutError as exc:
+            raise SendError(SendErrorKind.TIMEOUT, detail="no answer from Twilio") from exc
+        except aiohttp.ClientError as exc:
+            raise SendError(SendErrorKind.CONNECTION,
+                            detail=f"cannot reach Twilio: {exc}") from exc
+        out = [ProviderMessage(
+            sid=str(m.sid), to_number=str(m.to), from_number=str(m.from_), body=str(m.body),
+            status=str(m.status), created_at=m.date_created,
+            num_segments=int(m.num_segments) if m.num_segments else None) for m in found]
+        return sorted((m for m in out if m.created_at is None or m.created_at >= since),
+                      key=lambda m: (m.created_at or since, m.sid))
 
 
 def classify(exc: TwilioRestException) -> SendError:

@@ -1,0 +1,421 @@
+"""One short code's sender: claim what is due, ask consent, pace it, hand it over, record.
+
+The order of events for a message is what makes the guarantees:
+
+1. *claim* (one transaction for a batch): the consent decision is taken inside the write
+   transaction, so it sees every opt-out committed before it; allowed messages become
+   ``sending`` and that is committed **before** any provider call;
+2. wait for the rate limiters and a free slot, then check that no opt-out for the number
+   was noticed since the claim (the in-memory :class:`OptOutWatch`): if one was, the message
+   goes back to the queue to be decided again;
+3. the provider call; its outcome is written in batches. A crash anywhere leaves the
+   message ``queued`` (never handed over) or ``sending``; ``sending`` is looked up at the
+   provider before it is ever sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from consent import CarrierOptOuts, ConsentRules, Decision, Purpose, Verdict
+from gateway.clock import Clock, isoformat
+from gateway.config import OutboundConfig
+from gateway.db import Database, Row, Tx
+from gateway.db import outbound as sql
+from gateway.models import OutgoingSMS, StatusUpdate
+from gateway.outbound.metrics import OutboundMetrics
+from gateway.outbound.ratelimit import RateLimiter
+from gateway.outbound.watch import OptOutWatch
+from gateway.phone import mask
+from gateway.providers import Provider, SendError, SendErrorKind
+from gateway.providers.error_codes import CONTACT_STOPPED
+
+log = logging.getLogger(__name__)
+
+#: How far ahead of the limiter a dispatcher claims, in seconds of sending.
+CLAIM_AHEAD_SECONDS = 0.5
+MAX_CLAIM = 200
+#: On shutdown, how long sends in flight may take to come back before we stop waiting
+#: (what has not come back is looked up after the restart).
+DRAIN_SECONDS = 10.0
+#: A lookup accepts a provider message created this long before our hand-over (clock skew).
+LOOKUP_SLACK = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    to_number: str
+    body: str
+    program_id: str | None
+    segments: int
+    attempts: int
+    expires_at: datetime
+    claimed: float  # monotonic time of the claim: opt-outs noticed after it win
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one hand-over (or look-up), waiting to be written."""
+
+    message: Claimed
+    kind: str  # sent, failed, retry, unknown, recheck
+    at: datetime
+    sid: str | None = None
+    segments: int | None = None
+    error: SendError | None = None
+    stopped_from: str | None = None  # 21610: the short code the carrier blocks
+
+
+class Dispatcher:
+    def __init__(self, *, short_code: str, db: Database, provider: Provider,
+                 rules: ConsentRules, carrier: CarrierOptOuts, clock: Clock,
+                 config: OutboundConfig, limiter: RateLimiter,
+                 limiters: Callable[[str | None], Sequence[RateLimiter]],
+                 watch: OptOutWatch, metrics: OutboundMetrics, status_url: str,
+                 committed: Callable[[], None] = lambda: None) -> None:
+        self.short_code, self.db, self.provider = short_code, db, provider
+        self.rules, self.carrier, self.clock = rules, carrier, clock
+        self.config, self.limiter, self.limiters = config, limiter, limiters
+        self.watch, self.metrics = watch, metrics
+        self.status_url = status_url
+        self.committed = committed
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._wake = asyncio.Event()
+        self._outcomes: list[Outcome] = []
+        self._have_outcomes = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._random = random.Random()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Recover, then send until cancelled; outcomes still in memory are written first."""
+        flusher = asyncio.create_task(self._flush_forever(), name=f"flush:{self.short_code}")
+        try:
+            await self.recover()
+            while True:
+                try:
+                    busy = await self.step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatcher %s: unexpected error", self.short_code)
+                    busy = False
+                    await asyncio.sleep(1.0)
+                if not busy:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+        finally:
+            await self.drain(flusher)
+
+    async def drain(self, flusher: asyncio.Task[None]) -> None:
+        """Let sends in flight finish (their outcome must be written), then stop."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def recover(self) -> int:
+        """Messages left ``sending`` by a crash are looked up once the provider has had time
+        to finish any request it was still working on."""
+        at = self.clock.now() + timedelta(seconds=self.config.reconcile_after_seconds)
+        count = await self.db.write(lambda tx: sql.orphaned_sending(tx, self.short_code, at))
+        if count:
+            log.warning("%d message(s) from %s were being sent when the gateway stopped: they "
+                        "will be looked up at the provider before any resend", count,
+                        self.short_code)
+        return count
+
+    async def step(self) -> bool:
+        """One round: look-ups that are due, then one claimed batch handed over."""
+        looked = await self.reconcile()
+        if not await self._anything_due():
+            return looked > 0
+        batch = await self.db.write(self._claim)
+        self.committed()
+        for i, message in enumerate(batch):
+            try:
+                for limiter in (self.limiter, *self.limiters(message.program_id)):
+                    await limiter.acquire(message.segments)
+                await self._slots.acquire()
+            except asyncio.CancelledError:  # stopping: what was not handed over goes back
+                now = self.clock.now()
+                for rest in batch[i:]:
+                    self._record(Outcome(rest, "recheck", now))
+                raise
+            task = asyncio.create_task(self._send(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return bool(batch) or looked > 0
+
+    async def _anything_due(self) -> bool:
+        row = await self.db.fetchone(
+            "SELECT EXISTS (SELECT 1 FROM outbound_messages WHERE from_number = ?1"
+            " AND status = 'queued' AND next_attempt_at IS NULL) OR EXISTS (SELECT 1"
+            " FROM outbound_messages WHERE from_number = ?1 AND next_attempt_at IS NOT NULL"
+            " AND next_attempt_at <= ?2 AND status IN ('queued', 'deferred'))",
+            (self.short_code, isoformat(self.clock.now())))
+        return bool(row and row[0])
+
+    # -- claim: consent and validity, decided inside the write transaction -------------
+
+    def _claim_size(self) -> int:
+        return max(1, min(MAX_CLAIM, int(self.limiter.current_rate() * CLAIM_AHEAD_SECONDS)))
+
+    async def _claim(self, tx: Tx) -> list[Claimed]:
+        claimed_at = time.monotonic()
+        now = self.clock.now()
+        stamp = isoformat(now)
+        await sql.release_due(tx, self.short_code, now)
+        rows = await sql.ready(tx, self.short_code, self._claim_size())
+        if not rows:
+            return []
+        live = [r for r in rows if datetime.fromisoformat(r["expires_at"]) > now
+                and r["program_id"] in self.rules.policies]
+        decisions = await self.rules.decide_many(
+            tx, [(r["to_number"], r["program_id"], Purpose(r["purpose"])) for r in live], now)
+        verdicts: dict[int, Decision] = {r["id"]: d for r, d in
+                                         zip(live, decisions, strict=True)}
+        sending, waiting, final, events = [], [], [], []
+        out = []
+        for row in rows:
+            mid, expires = row["id"], datetime.fromisoformat(row["expires_at"])
+            decision = verdicts.get(mid)
+            if decision is None and row["program_id"] not in self.rules.policies:
+                final.append(("cancelled", "unknown_program", None, None, stamp, mid))
+                events.append((mid, stamp, "cancelled", "cancelled", None, sql.detail(
+                    reason="unknown_program", program=row["program_id"])))
+            elif decision is None:
+                final.append(("expired", "validity", None, None, stamp, mid))
+                events.append((mid, stamp, "expired", "expired", None,
+                               sql.detail(reason="validity", expires_at=row["expires_at"])))
+            elif decision.verdict is Verdict.DENY:
+                final.append(("cancelled", decision.reason, None, None, stamp, mid))
+                events.append((mid, stamp, "cancelled", "cancelled", None,
+                               sql.detail(reason=decision.reason)))
+            elif decision.verdict is Verdict.DEFER:
+                assert decision.not_before is not None
+                if decision.not_before >= expires:
+                    final.append(("expired", decision.reason, None, None, stamp, mid))
+                    events.append((mid, stamp, "expired", "expired", None, sql.detail(
+                        reason=decision.reason, may_go_at=isoformat(decision.not_before))))
+                    continue
+                until = isoformat(decision.not_before)
+                waiting.append(("deferred", decision.reason, until, None, None, stamp, mid))
+                events.append((mid, stamp, "deferred", "deferred", None,
+                               sql.detail(reason=decision.reason, until=until)))
+            else:
+                sending.append((stamp, decision.opt_in_event_id, mid))
+                events.append((mid, stamp, "sending", "sending", None,
+                               sql.detail(attempt=row["attempts"] + 1)))
+                out.append(Claimed(mid, row["to_number"], row["body"], row["program_id"],
+                                   row["segments"] or 1, row["attempts"] + 1, expires,
+                                   claimed_at))
+        await sql.set_sending(tx, sending)
+        await sql.set_waiting(tx, waiting)
+        await sql.set_final(tx, final)
+        await sql.add_events(tx, events)
+        self.metrics.claimed(self.short_code, len(out), len(final), len(waiting))
+        return out
+
+    # -- hand-over ---------------------------------------------------------------------
+
+    def _sms(self, message: Claimed) -> OutgoingSMS:
+        return OutgoingSMS(to_number=message.to_number, from_number=self.short_code,
+                           body=message.body, status_callback=f"{self.status_url}{message.id}")
+
+    async def _send(self, message: Claimed) -> None:
+        try:
+            if self.watch.noticed_since(message.to_number, message.claimed):
+                # An opt-out for this number arrived after the claim: decide again.
+                self._record(Outcome(message, "recheck", self.clock.now()))
+                return
+            started = time.perf_counter()
+            try:
+                result = await self.provider.send(self._sms(message))
+            except SendError as exc:
+                self.metrics.provider_latency(time.perf_counter() - started)
+                self._record(self._failure(message, exc))
+                return
+            except Exception as exc:  # a bug in an adapter: treat as "may have gone"
+                log.exception("send of message #%d raised", message.id)
+                self._record(self._failure(message, SendError(
+                    SendErrorKind.INTERRUPTED, detail=f"unexpected error: {exc}")))
+                return
+            self.metrics.provider_latency(time.perf_counter() - started)
+            self._record(Outcome(message, "sent", self.clock.now(), sid=result.provider_sid,
+                                 segments=result.num_segments))
+        finally:
+            self._slots.release()
+
+    def _failure(self, message: Claimed, exc: SendError) -> Outcome:
+        now = self.clock.now()
+        if exc.kind is SendErrorKind.RATE_LIMITED:
+            self.limiter.slow_down(self.config.slow_down_factor, self.config.slow_down_seconds)
+            log.warning("provider says 429 for %s: slowing to %.0f%% for %gs", self.short_code,
+                        self.config.slow_down_factor * 100, self.config.slow_down_seconds)
+        if exc.kind is SendErrorKind.CONTACT_STOPPED:
+            return Outcome(message, "failed", now, error=exc, stopped_from=self.short_code)
+        if not exc.transient:
+            return Outcome(message, "failed", now, error=exc)
+        if exc.outcome_unknown:
+            return Outcome(message, "unknown", now, error=exc)
+        return Outcome(message, "retry", now, error=exc)
+
+    def _record(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._have_outcomes.set()
+
+    # -- outcomes, written in batches --------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._have_outcomes.wait()
+            self._have_outcomes.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("dispatcher %s: cannot record send outcomes (will retry)",
+                              self.short_code)
+                await asyncio.sleep(0.5)
+                self._have_outcomes.set()
+
+    async def flush(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
+        try:
+            await self.db.write(lambda tx: self._write(tx, outcomes))
+        except BaseException:
+            self._outcomes[:0] = outcomes  # nothing was written: keep them for the next try
+            raise
+        self.committed()
+        self.metrics.outcomes(self.short_code, outcomes)
+        if any(o.kind in ("recheck", "retry") for o in outcomes):
+            self.wake()
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Exponential, capped, with jitter (half fixed, half random)."""
+        full = min(self.config.retry_max_seconds,
+                   self.config.retry_initial_seconds * 2 ** max(attempts - 1, 0))
+        return timedelta(seconds=full / 2 + self._random.uniform(0, full / 2))
+
+    async def _write(self, tx: Tx, outcomes: Sequence[Outcome]) -> None:
+        sent, waiting, final, unknown, events = [], [], [], [], []
+        for o in outcomes:
+            m, stamp = o.message, isoformat(o.at)
+            code = o.error.provider_code if o.error else None
+            text = o.error.detail if o.error else None
+            kind = o.error.kind.value if o.error else None
+            if o.kind == "sent":
+                assert o.sid is not None
+                sent.append((self.provider.name, o.sid, o.segments, stamp, m.id))
+                events.append((m.id, stamp, "sent", "sent", None,
+                               sql.detail(provider_sid=o.sid)))
+            elif o.kind == "failed":
+                final.append(("failed", kind, code, text, stamp, m.id))
+                events.append((m.id, stamp, "failed", "failed", code,
+                               sql.detail(error=kind, message=text)))
+            elif o.kind == "unknown":
+                look = o.at + timedelta(seconds=self.config.reconcile_after_seconds)
+                unknown.append((isoformat(look), code, text, stamp, m.id))
+                events.append((m.id, stamp, "outcome_unknown", "sending", code, sql.detail(
+                    error=kind, message=text, lookup_at=isoformat(look))))
+            elif o.kind == "recheck":
+                waiting.append(("queued", "opt_out_noticed", None, None, None, stamp, m.id))
+                events.append((m.id, stamp, "returned", "queued", None,
+                               sql.detail(reason="opt_out_noticed")))
+            else:  # retry (also a look-up that found nothing)
+                self._retry(o, waiting, final, events)
+        await sql.set_sent(tx, sent)
+        await sql.set_final(tx, final)
+        await sql.set_waiting(tx, waiting)
+        await sql.set_reconcile(tx, unknown)
+        await sql.add_events(tx, events)
+        for o in outcomes:
+            if o.stopped_from is not None:
+                await self._carrier_opt_out(tx, o)
+
+    def _retry(self, o: Outcome, waiting: list[Any], final: list[Any], events: list[Any]
+               ) -> None:
+        m, stamp = o.message, isoformat(o.at)
+        code = o.error.provider_code if o.error else None
+        text = o.error.detail if o.error else None
+        kind = o.error.kind.value if o.error else "not_found"
+        when = o.at + self.backoff(m.attempts)
+        if when >= m.expires_at:
+            final.append(("expired", kind, code, text, stamp, m.id))
+            events.append((m.id, stamp, "expired", "expired", code,
+                           sql.detail(reason=kind, message=text)))
+            return
+        waiting.append(("queued", "retry", isoformat(when), code, text, stamp, m.id))
+        events.append((m.id, stamp, "retry", "queued", code, sql.detail(
+            error=kind, message=text, attempt=m.attempts, next_attempt_at=isoformat(when))))
+
+    async def _carrier_opt_out(self, tx: Tx, o: Outcome) -> None:
+        assert o.error is not None
+        await self.carrier.opt_out(tx, o.message.to_number, self.short_code, StatusUpdate(
+            provider=self.provider.name, provider_sid=f"send:{o.message.id}",
+            status="failed", received_at=o.at, error_code=CONTACT_STOPPED,
+            params={"To": o.message.to_number, "From": self.short_code}))
+
+    # -- reconciliation of unknown outcomes --------------------------------------------
+
+    async def reconcile(self, limit: int = 50) -> int:
+        """Look up messages whose hand-over has an unknown outcome; returns how many."""
+        rows = await sql.due_lookups(self.db, self.short_code, self.clock.now(), limit)
+        if not rows:
+            return 0
+        taken = {o.sid for o in self._outcomes if o.sid}
+        for row in rows:
+            await self._look_up(row, taken)
+        await self.flush()
+        return len(rows)
+
+    async def _look_up(self, row: Row, taken: set[str]) -> None:
+        message = Claimed(row["id"], row["to_number"], row["body"], row["program_id"],
+                          row["segments"] or 1, row["attempts"],
+                          datetime.fromisoformat(row["expires_at"]), time.monotonic())
+        handed = datetime.fromisoformat(row["sending_at"] or row["created_at"])
+        now = self.clock.now()
+        try:
+            found = await self.provider.lookup(self._sms(message), handed - LOOKUP_SLACK)
+        except SendError as exc:
+            log.warning("cannot look up message #%d at %s (%s): trying again later",
+                        message.id, self.provider.name, exc)
+            if now >= message.expires_at:
+                self._record(Outcome(message, "failed", now, error=SendError(
+                    exc.kind, detail="its validity ended while its outcome was unknown")))
+            else:
+                self._record(Outcome(message, "unknown", now, error=exc))
+            return
+        candidates = [m for m in found if m.body == message.body and m.sid not in taken]
+        known = await sql.known_sids(self.db, self.provider.name, [m.sid for m in candidates])
+        match = next((m for m in candidates if m.sid not in known), None)
+        if match is not None:
+            taken.add(match.sid)
+            log.info("message #%d to %s was accepted before all: %s", message.id,
+                     mask(message.to_number), match.sid)
+            self._record(Outcome(message, "sent", now, sid=match.sid,
+                                 segments=match.num_segments))
+        else:
+            log.info("message #%d to %s never reached %s: queued again", message.id,
+                     mask(message.to_number), self.provider.name)
+            self._record(Outcome(message, "retry", now, error=None))
+
