@@ -18,7 +18,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database, Tx
 from gateway.db.messages import outbound_counts
-from gateway.http import api, consent_api, health, profiles_api, webhooks
+from gateway.http import api, consent_api, health, messages_api, profiles_api, webhooks
 from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
@@ -56,6 +56,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app.add_routes(api.routes)
     app.add_routes(profiles_api.routes)
     app.add_routes(consent_api.routes)
+    app.add_routes(messages_api.routes)
     return app
 
 

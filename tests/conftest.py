@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import inspect
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from gateway.app import create_app
+from gateway.clock import Clock
 from gateway.config import Config, parse_config
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -42,6 +45,21 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+async def eventually(condition: Callable[[], Awaitable[bool] | bool], seconds: float = 10.0,
+                     what: str = "condition") -> None:
+    """Wait until `condition` holds (polling); fails the test after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not hold within {seconds}s")
+        await asyncio.sleep(0.02)
 
 
 def free_port() -> int:
@@ -75,8 +93,9 @@ async def make_client() -> AsyncIterator[Callable[..., Any]]:
     """Starts the production app on 127.0.0.1 for a config; closes whatever it started."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def start(config: Config, port: int | None = None) -> TestClient[Any, Any]:
-        server = TestServer(create_app(config), host="127.0.0.1", port=port)
+    async def start(config: Config, port: int | None = None, clock: Clock | None = None
+                    ) -> TestClient[Any, Any]:
+        server = TestServer(create_app(config, clock=clock), host="127.0.0.1", port=port)
         client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
         clients.append(client)

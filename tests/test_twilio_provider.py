@@ -144,7 +144,7 @@ async def test_fake_callbacks_reach_the_app_signed(make_config: ConfigFactory,
         if len(twilio_fake.callback_responses) == 2:
             break
         await asyncio.sleep(0.02)
-    assert twilio_fake.callback_responses == [204, 204]
+    assert twilio_fake.callback_responses == [200, 200]
     rows = await client.app[keys.DB].fetchall(
         "SELECT provider_sid, status FROM status_callbacks ORDER BY id")
     assert [tuple(r) for r in rows] == [(result.provider_sid, "sent"),

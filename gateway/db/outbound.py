@@ -27,13 +27,14 @@ COLUMNS = ("id, from_number, to_number, body, status, provider, provider_sid, er
 
 async def insert_many(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> list[int]:
     """Queue rows of (from, to, body, program, purpose, encoding, segments, priority,
-    campaign, created, expires, not_before); returns their ids, in order."""
+    campaign, created, expires, not_before, fixed_expiry); returns their ids, in order."""
     before = await tx.fetchone("SELECT COALESCE(MAX(id), 0) FROM outbound_messages")
     await tx.executemany(
         "INSERT INTO outbound_messages (from_number, to_number, body, program_id, purpose,"
         " encoding, segments, priority, campaign_id, created_at, updated_at, expires_at,"
-        " next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:10], row[9], row[10], row[11], "deferred" if row[11] else "queued")
+        " next_attempt_at, fixed_expiry, status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row[:10], row[9], row[10], row[11], row[12], "deferred" if row[11] else "queued")
          for row in rows])
     first = int(before[0]) + 1 if before else 1  # type: ignore[index]
     ids = list(range(first, first + len(rows)))
@@ -62,7 +63,8 @@ async def release_due(tx: Tx, from_number: str, now: datetime) -> int:
 async def ready(tx: Tx, from_number: str, limit: int) -> list[Row]:
     return await tx.fetchall(
         "SELECT id, to_number, body, program_id, purpose, segments, expires_at, attempts,"
-        " created_at FROM outbound_messages WHERE from_number = ? AND status = 'queued'"
+        " created_at, fixed_expiry FROM outbound_messages WHERE from_number = ?"
+        " AND status = 'queued'"
         " AND next_attempt_at IS NULL ORDER BY priority, id LIMIT ?", (from_number, limit))
 
 
@@ -74,13 +76,18 @@ async def set_sending(tx: Tx, rows: Sequence[tuple[str, int | None, int]]) -> No
         " WHERE id = ?3", rows)
 
 
-async def set_waiting(tx: Tx, rows: Sequence[tuple[str, str, str, str | None, str | None,
-                                                  str, int]]) -> None:
+async def set_waiting(tx: Tx, rows: Sequence[tuple[str, str, str | None, str | None,
+                                                  str | None, str, int]]) -> None:
     """(status, reason, next attempt, error code, error message, time, id): not now."""
     await tx.executemany(
         "UPDATE outbound_messages SET status = ?, reason = ?, next_attempt_at = ?,"
         " error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),"
         " updated_at = ? WHERE id = ?", rows)
+
+
+async def set_expiry(tx: Tx, rows: Sequence[tuple[str, int]]) -> None:
+    """(new expiry, id): a deferral moved the default validity window on."""
+    await tx.executemany("UPDATE outbound_messages SET expires_at = ? WHERE id = ?", rows)
 
 
 async def set_final(tx: Tx, rows: Sequence[tuple[str, str | None, str | None, str | None,

@@ -3,7 +3,7 @@ and the review list of doubtful messages."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +13,7 @@ from consent.export import CSV_HEADER, csv_line, jsonl_line
 from gateway import keys
 from gateway.db import consent as consent_sql
 from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.http.params import json_body, limit_param, phone_param
+from gateway.http.params import json_body, limit_param, phone_param, time_param
 from gateway.outbound import NewMessage
 
 routes = web.RouteTableDef()
@@ -26,7 +26,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     program = request.query.get("program") or None
     if program and consent.catalog.get(program) is None:
         raise BadRequest(f"program: {program!r} is not a configured program")
-    since = _since(request.query.get("since"))
+    since = time_param(request.query.get("since"), "since")
     fmt = request.query.get("format", "csv")
     if fmt not in ("csv", "jsonl"):
         raise BadRequest("format: use csv or jsonl")
@@ -165,12 +165,3 @@ async def record(request: web.Request) -> web.Response:
                               "status": status, "queued_message_id": queued},
                              status=201 if event_id is not None else 200)
 
-
-def _since(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"since: {raw!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -157,7 +157,78 @@ CONSENT_PATHS: dict[str, Any] = {
         params=[_LIMIT])},
 }
 
+_STATUS = ["queued", "deferred", "sending", "sent", "delivered", "undelivered", "failed",
+           "cancelled", "expired"]
+
+MESSAGE_PATHS: dict[str, Any] = {
+    "/api/v1/messages": {
+        "post": _op(
+            "Send a one-off message (consent is checked when it goes)", "sendMessage",
+            {"202": _json(_ref("OutboundMessage"), "Queued")},
+            body={"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["to", "body", "program"], "properties": {
+                    "to": {"type": "string"}, "body": {"type": "string", "maxLength": 1600},
+                    "program": {"type": "string",
+                                "description": "Its short code sends the message."},
+                    "purpose": {"enum": ["transactional", "reply"],
+                                "default": "transactional"},
+                    "validity_seconds": {"type": "integer", "minimum": 1,
+                                         "description": "Not sent after this (default: "
+                                                        "outbound.validity_minutes)."},
+                    "send_at": {"type": "string", "format": "date-time"}}}}}}),
+        "get": _op(
+            "The delivery log, newest first", "listMessages",
+            {"200": _json({"type": "object", "properties": {
+                "messages": {"type": "array", "items": _ref("OutboundMessage")},
+                "next_cursor": {"type": ["string", "null"]}}}, "Messages")},
+            params=[{"name": name, "in": "query", "required": False, "schema": schema}
+                    for name, schema in (("phone", {"type": "string"}),
+                                         ("campaign", {"type": "string"}),
+                                         ("status", {"enum": _STATUS}),
+                                         ("since", {"type": "string",
+                                                    "format": "date-time"}))]
+            + [_CURSOR, _LIMIT])},
+    "/api/v1/messages/{id}": {"get": _op(
+        "One message, with every pipeline event and provider receipt", "getMessage",
+        {"200": _json({"allOf": [_ref("OutboundMessage"), {"type": "object", "properties": {
+            "events": {"type": "array", "items": {"type": "object", "properties": {
+                "at": {"type": "string"}, "event": {"type": "string"},
+                "status": {"type": "string"}, "error_code": {"type": ["string", "null"]},
+                "detail": {"type": "object"}}}},
+            "receipts": {"type": "array", "items": {"type": "object"}}}}]}, "The message")},
+        params=[{"name": "id", "in": "path", "required": True,
+                 "schema": {"type": "integer"}}], errors=("400", "404"))},
+    "/api/v1/queue": {"get": _op(
+        "What waits to be sent per short code, and how long it takes at the current rate",
+        "getQueue", {"200": _json({"type": "object", "properties": {"short_codes": {
+            "type": "array", "items": {"type": "object", "properties": {
+                "short_code": {"type": "string"}, "queued": {"type": "integer"},
+                "deferred": {"type": "integer"}, "sending": {"type": "integer"},
+                "segments_waiting": {"type": "integer"},
+                "segments_per_second": {"type": "number"},
+                "drain_seconds": {"type": "number"}}}}}}, "Queue")})},
+}
+
 PROFILE_SCHEMAS: dict[str, Any] = {
+    "OutboundMessage": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "to": {"type": "string"}, "from": {"type": "string"},
+        "body": {"type": "string"}, "status": {"enum": _STATUS},
+        "reason": {"type": ["string", "null"],
+                   "description": "Why deferred, cancelled or expired (quiet_hours, "
+                                  "frequency_cap, opted_out, no_consent, validity …)"},
+        "program": {"type": ["string", "null"]}, "purpose": {"type": ["string", "null"]},
+        "campaign": {"type": ["string", "null"]},
+        "encoding": {"enum": ["GSM-7", "UCS-2", None]},
+        "segments": {"type": ["integer", "null"]}, "attempts": {"type": "integer"},
+        "provider": {"type": ["string", "null"]},
+        "provider_sid": {"type": ["string", "null"]},
+        "error_code": {"type": ["string", "null"]},
+        "error_message": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+        "sent_at": {"type": ["string", "null"]},
+        "next_attempt_at": {"type": ["string", "null"]},
+        "expires_at": {"type": ["string", "null"]},
+        "consent_event_id": {"type": ["integer", "null"]},
+        "in_reply_to": {"type": ["integer", "null"]}}},
     "ConsentEvent": {"type": "object", "properties": {
         "id": {"type": "integer"}, "phone": {"type": "string"}, "program": {"type": "string"},
         "kind": {"enum": ["opt_in_requested", "opt_in_confirmed", "opt_out", "re_opt_in",
@@ -317,4 +388,5 @@ SPEC: dict[str, Any] = {
 
 SPEC["paths"].update(PROFILE_PATHS)
 SPEC["paths"].update(CONSENT_PATHS)
+SPEC["paths"].update(MESSAGE_PATHS)
 SPEC["components"]["schemas"].update(PROFILE_SCHEMAS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -50,3 +51,14 @@ async def json_body(request: web.Request) -> Any:
 
 def phone_param(request: web.Request) -> str:
     return request.app[keys.PROFILES].normalise(request.match_info["phone"])
+
+
+def time_param(raw: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date or time (UTC when it names no zone); None when absent."""
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name}: {raw!r} is not an ISO 8601 date or time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

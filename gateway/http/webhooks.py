@@ -136,4 +136,4 @@ async def status_callback(request: web.Request, form: dict[str, str]) -> web.Str
     if outbound and not outbound.isdigit():
         raise BadRequest("outbound: expected the id of one of our messages")
     await request.app[keys.INGEST].status(update, int(outbound) if outbound else None)
-    return web.Response(status=204)
+    return web.Response(status=200)  # Twilio wants a 2xx; an empty 200 is what it documents

@@ -94,6 +94,7 @@ class Dispatcher:
         self._have_outcomes = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._random = random.Random()
+        self.validity = timedelta(minutes=config.validity_minutes)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ class Dispatcher:
         verdicts: dict[int, Decision] = {r["id"]: d for r, d in
                                          zip(live, decisions, strict=True)}
         sending, waiting, final, events = [], [], [], []
-        out = []
+        out, moved = [], []
         for row in rows:
             mid, expires = row["id"], datetime.fromisoformat(row["expires_at"])
             decision = verdicts.get(mid)
@@ -211,6 +212,9 @@ class Dispatcher:
                                sql.detail(reason=decision.reason)))
             elif decision.verdict is Verdict.DEFER:
                 assert decision.not_before is not None
+                if not row["fixed_expiry"] and decision.not_before >= expires:
+                    expires = decision.not_before + self.validity
+                    moved.append((isoformat(expires), mid))
                 if decision.not_before >= expires:
                     final.append(("expired", decision.reason, None, None, stamp, mid))
                     events.append((mid, stamp, "expired", "expired", None, sql.detail(
@@ -229,6 +233,7 @@ class Dispatcher:
                                    claimed_at))
         await sql.set_sending(tx, sending)
         await sql.set_waiting(tx, waiting)
+        await sql.set_expiry(tx, moved)
         await sql.set_final(tx, final)
         await sql.add_events(tx, events)
         self.metrics.claimed(self.short_code, len(out), len(final), len(waiting))

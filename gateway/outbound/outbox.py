@@ -38,7 +38,9 @@ class NewMessage:
     purpose: str  # marketing, transactional or reply
     campaign_id: str | None = None
     priority: Priority | None = None  # None: from the purpose
-    validity: timedelta | None = None  # None: outbound.validity_minutes
+    #: Not sent later than this after `not_before` (or queuing). None: outbound.validity_minutes,
+    #: counted from when consent rules first let it go (quiet hours move it on).
+    validity: timedelta | None = None
     not_before: datetime | None = None
 
 
@@ -82,9 +84,10 @@ class Outbox:
             priority = msg.priority if msg.priority is not None else (
                 Priority.REPLY if msg.purpose == "reply" else
                 Priority.CAMPAIGN if msg.campaign_id else Priority.TRANSACTIONAL)
-            expires = at + (msg.validity or self.validity)
+            start = msg.not_before if msg.not_before and msg.not_before > at else at
+            expires = start + (msg.validity or self.validity)
             later = msg.not_before if msg.not_before and msg.not_before > at else None
             rows.append((sender, msg.to_number, msg.body, msg.program_id, msg.purpose, encoding,
                          segments, int(priority), msg.campaign_id, created, isoformat(expires),
-                         isoformat(later) if later else None))
+                         isoformat(later) if later else None, int(msg.validity is not None)))
         return await sql.insert_many(tx, rows) if rows else []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,15 +22,20 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from gateway.sms import segment
+
 
 @dataclass
 class Scripted:
-    """One scripted answer: `status` with a Twilio error body, or success after `delay`."""
+    """One scripted answer: `status` with a Twilio error body, or success after `delay`.
+    With `accept`, the message is created even though the answer is an error (a 500 after
+    the fact, or an answer that comes after the client gave up)."""
 
     status: int = 201
     code: int | None = None
     message: str = ""
     delay: float = 0.0
+    accept: bool = False
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Recorded:
     account_sid: str
     form: dict[str, str]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -44,19 +52,28 @@ class FakeTwilio:
     auth_token: str
     script: deque[Scripted] = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
+    #: Messages created (accepted), in order: what the "carrier" was asked to deliver.
+    created: list[Recorded] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Send "sent" then "delivered" callbacks to StatusCallback after each accepted message.
     send_callbacks: bool = False
+    callback_delay: float = 0.0
+    callback_concurrency: int = 50
     callback_responses: list[int] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
-        self._runner = web.AppRunner(app)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Messages.json", self._list)
+        app.router.add_get("/fake/created", self._created)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._callback_slots = asyncio.Semaphore(self.callback_concurrency)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{port}"
@@ -65,6 +82,8 @@ class FakeTwilio:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self._session is not None:
+            await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -86,42 +105,109 @@ class FakeTwilio:
         step = self.script.popleft() if self.script else Scripted()
         if step.delay:
             await asyncio.sleep(step.delay)
-        if step.status >= 300:
+        if step.status >= 300 and not step.accept:
             return _error(step.status, step.code, step.message)
         sid = "SM" + uuid.uuid4().hex
         now = format_datetime(datetime.now(UTC), usegmt=True)
         body = form.get("Body", "")
+        segments = segment(body).segments
         resource = {
             "sid": sid, "account_sid": account, "to": form.get("To"),
             "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid"),
             "body": body, "status": "accepted" if "MessagingServiceSid" in form else "queued",
-            "num_segments": "1", "num_media": "0", "direction": "outbound-api",
+            "num_segments": str(segments), "num_media": "0", "direction": "outbound-api",
             "api_version": "2010-04-01", "price": None, "price_unit": "USD",
             "error_code": None, "error_message": None, "date_created": now,
             "date_updated": now, "date_sent": None,
             "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
             "subresource_uris": {}}
+        self.messages[sid] = resource
+        self.created.append(self.requests[-1])
         callback = form.get("StatusCallback")
         if self.send_callbacks and callback:
             task = asyncio.create_task(self._callbacks(callback, sid, form))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if step.status >= 300:
+            return _error(step.status, step.code, step.message)
         return web.json_response(resource, status=201)
 
+    async def _list(self, request: web.Request) -> web.Response:
+        """Messages, newest first, filtered by To and From as Twilio's list is."""
+        account = request.match_info["account"]
+        if not self._authorised(request, account):
+            return _error(401, 20003, "Authenticate")
+        to, sender = request.query.get("To"), request.query.get("From")
+        size = int(request.query.get("PageSize", "50"))
+        found = [m for m in reversed(self.messages.values())
+                 if (not to or m["to"] == to) and (not sender or m["from"] == sender)][:size]
+        uri = f"/2010-04-01/Accounts/{account}/Messages.json"
+        return web.json_response({
+            "messages": found, "end": len(found) - 1, "first_page_uri": uri,
+            "next_page_uri": None, "page": 0, "page_size": size, "previous_page_uri": None,
+            "start": 0, "uri": uri})
+
+    async def _created(self, request: web.Request) -> web.Response:
+        """For a fake in another process: every accepted message with its arrival time."""
+        return web.json_response([
+            {"at": r.at, "to": r.form.get("To"), "body": r.form.get("Body", "")}
+            for r in self.created])
+
     async def _callbacks(self, url: str, sid: str, form: dict[str, str]) -> None:
+        if self.callback_delay:
+            await asyncio.sleep(self.callback_delay)
+        async with self._callback_slots:
+            await self._post_callbacks(url, sid, form)
+
+    async def _post_callbacks(self, url: str, sid: str, form: dict[str, str]) -> None:
         validator = RequestValidator(self.auth_token)
-        async with aiohttp.ClientSession() as session:
-            for status in ("sent", "delivered"):
-                params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
-                          "SmsStatus": status, "AccountSid": self.account_sid,
-                          "To": form.get("To", ""), "From": form.get("From", ""),
-                          "ApiVersion": "2010-04-01"}
-                headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
-                async with session.post(url, data=params, headers=headers) as response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        for status in ("sent", "delivered"):
+            params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
+                      "SmsStatus": status, "AccountSid": self.account_sid,
+                      "To": form.get("To", ""), "From": form.get("From", ""),
+                      "ApiVersion": "2010-04-01"}
+            headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
+            try:
+                async with self._session.post(url, data=params, headers=headers) as response:
                     self.callback_responses.append(response.status)
+            except aiohttp.ClientError:
+                self.callback_responses.append(0)  # the gateway is down: Twilio gives up too
 
 
 def _error(status: int, code: int | None, message: str) -> web.Response:
     return web.json_response({
         "code": code, "message": message or "error", "status": status,
         "more_info": f"https://www.twilio.com/docs/errors/{code}"}, status=status)
+
+
+async def _serve(port: int, account_sid: str, auth_token: str, callbacks: bool,
+                 callback_delay: float) -> None:
+    fake = FakeTwilio(account_sid, auth_token, send_callbacks=callbacks,
+                      callback_delay=callback_delay)
+    print(await fake.start(port), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.close()
+
+
+def main() -> None:
+    """Run the fake alone (benchmarks put it in its own process, as Twilio would be)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--account-sid", required=True)
+    parser.add_argument("--auth-token", required=True)
+    parser.add_argument("--callbacks", action="store_true")
+    parser.add_argument("--callback-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.port, args.account_sid, args.auth_token, args.callbacks,
+                           args.callback_delay))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,9 @@ ALTER TABLE outbound_messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 -- queued/deferred: not before this time; sending: look it up at the provider at this time.
 ALTER TABLE outbound_messages ADD COLUMN next_attempt_at TEXT;
 ALTER TABLE outbound_messages ADD COLUMN expires_at TEXT;
+-- 1: the sender set expires_at itself ("1 hour only"); 0: the default validity, which a
+-- quiet-hours or cap deferral moves on (deferred, never dropped; never sent stale either).
+ALTER TABLE outbound_messages ADD COLUMN fixed_expiry INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbound_messages ADD COLUMN sending_at TEXT;
 ALTER TABLE outbound_messages ADD COLUMN campaign_id TEXT;
 -- Why a message is deferred, cancelled or expired (quiet_hours, opted_out …).
