@@ -198,10 +198,13 @@ class ConsentRules:
                 raise KeyError(f"unknown program {program_id!r}")
             profile = profiles.get(phone)
             past = sends.get(phone, [])
+            zones: Sequence[str] = ()
+            if purpose is Purpose.MARKETING:  # quiet hours concern marketing only
+                zones = (profile.effective_time_zones if profile
+                         else derived_time_zones(phone))
             decision = decide(
                 state=states.get((phone, program_id)) or ConsentState(phone, program_id),
-                purpose=purpose, at=at, policy=policy,
-                zones=profile.effective_time_zones if profile else derived_time_zones(phone),
+                purpose=purpose, at=at, policy=policy, zones=zones,
                 program_sends=[t for p, t in past if p == program_id],
                 all_sends=[t for _, t in past], suppressed_since=suppressed.get(phone))
             if decision.allowed and purpose is Purpose.MARKETING:

@@ -3,6 +3,7 @@ and put it on the customer's profile in the same transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -11,8 +12,8 @@ from gateway.db.messages import (
     inline_replies,
     insert_inbound,
     insert_inline_reply,
-    insert_status,
-    link_receipt,
+    insert_statuses,
+    link_receipts,
 )
 from gateway.metrics import GatewayMetrics
 from gateway.models import InboundMessage, Reply, StatusUpdate
@@ -44,6 +45,8 @@ class Ingest:
         self.short_codes = short_codes
         self.committed = committed
         self.on_inbound, self.on_status = on_inbound, tuple(on_status)
+        self._receipts: list[tuple[StatusUpdate, int | None, asyncio.Future[None]]] = []
+        self._receipt_writer: asyncio.Task[None] | None = None
 
     async def inbound(self, msg: InboundMessage) -> list[tuple[int, str]]:
         """Store `msg` with its consequences and replies, all in one transaction; returns the
@@ -79,19 +82,64 @@ class Ingest:
         return replies
 
     async def status(self, update: StatusUpdate, outbound_id: int | None = None) -> None:
-        """Store a receipt; `outbound_id` names our message when the callback URL carried it."""
+        """Store a receipt; `outbound_id` names our message when the callback URL carried it.
 
-        await self.db.write(lambda tx: self.record_status(tx, update, outbound_id))
-        self.committed()
+        Receipts arriving together share one write (a campaign brings two per message, in
+        bursts); each caller is answered once the commit holding its receipt is done.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._receipts.append((update, outbound_id, future))
+        if self._receipt_writer is None or self._receipt_writer.done():
+            self._receipt_writer = asyncio.create_task(self._write_receipts())
+        await asyncio.shield(future)
+
+    async def _write_receipts(self) -> None:
+        while self._receipts:
+            batch, self._receipts = self._receipts, []
+            items = [(update, outbound_id) for update, outbound_id, _ in batch]
+            try:
+                await self.db.write(lambda tx, items=items: self.record_statuses(tx, items))
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][2], exc)
+                    continue
+                # One bad receipt must not fail its neighbours: write them one by one.
+                for update, outbound_id, future in batch:
+                    try:
+                        await self.db.write(lambda tx, u=update, o=outbound_id:
+                                            self.record_status(tx, u, o))
+                    except Exception as exc:
+                        _settle(future, exc)
+                    else:
+                        _settle(future, None)
+                continue
+            for _, _, future in batch:
+                _settle(future, None)
+            self.committed()
 
     async def record_status(self, tx: Tx, update: StatusUpdate,
                             outbound_id: int | None = None) -> None:
-        """Append a receipt inside the caller's transaction (webhook or sandbox carrier) and
-        move our message forward; a receipt for a message we do not know is kept all the
-        same."""
-        await insert_status(tx, update)
-        await link_receipt(tx, update, outbound_id)
-        await self.profiles.on_status(tx, update)
-        for hook in self.on_status:
-            await hook(tx, update)
-        self.metrics.status_callbacks.inc(status=update.status)
+        """Append a receipt inside the caller's transaction (webhook or sandbox carrier)."""
+        await self.record_statuses(tx, [(update, outbound_id)])
+
+    async def record_statuses(self, tx: Tx,
+                              receipts: Sequence[tuple[StatusUpdate, int | None]]) -> None:
+        """Append receipts and move our messages forward; a receipt for a message we do not
+        know is kept all the same."""
+        updates = [update for update, _ in receipts]
+        await insert_statuses(tx, updates)
+        await link_receipts(tx, receipts)
+        await self.profiles.on_statuses(tx, updates)
+        for update in updates:
+            for hook in self.on_status:
+                await hook(tx, update)
+            self.metrics.status_callbacks.inc(status=update.status)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

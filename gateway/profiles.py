@@ -414,17 +414,29 @@ class ProfileStore:
 
     async def on_status(self, tx: Tx, update: StatusUpdate) -> None:
         """A receipt for a message to a known customer lands on their profile."""
-        raw = str(update.params.get("To", ""))
-        try:
-            phone = to_e164(raw, self.default_region)
-        except InvalidNumber:
+        await self.on_statuses(tx, [update])
+
+    async def on_statuses(self, tx: Tx, updates: Sequence[StatusUpdate]) -> None:
+        """Receipts for many messages: one look-up for the lot (most numbers a burst of
+        receipts is about are the same few, or have no profile at all)."""
+        phones: dict[int, str] = {}
+        for i, update in enumerate(updates):
+            raw = str(update.params.get("To", ""))
+            try:
+                phones[i] = to_e164(raw, self.default_region)
+            except InvalidNumber:
+                continue
+        if not phones:
             return
-        if await sql.get(tx, phone) is None:
-            return
-        if update.status in FINAL_DELIVERED | FINAL_FAILED:
-            await sql.count_delivery(tx, phone, update.status in FINAL_DELIVERED,
-                                     update.received_at)
-        await self.record(tx, phone, "message.status", {
-            "provider": update.provider, "provider_sid": update.provider_sid,
-            "status": update.status, "error_code": update.error_code,
-        }, update.received_at)
+        known = {row["phone"] for row in await sql.get_many(tx, sorted(set(phones.values())))}
+        for i, phone in phones.items():
+            if phone not in known:
+                continue
+            update = updates[i]
+            if update.status in FINAL_DELIVERED | FINAL_FAILED:
+                await sql.count_delivery(tx, phone, update.status in FINAL_DELIVERED,
+                                         update.received_at)
+            await self.record(tx, phone, "message.status", {
+                "provider": update.provider, "provider_sid": update.provider_sid,
+                "status": update.status, "error_code": update.error_code,
+            }, update.received_at)

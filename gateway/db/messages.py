@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.clock import isoformat
@@ -23,14 +24,13 @@ async def insert_inbound(tx: Tx, msg: InboundMessage) -> int | None:
     return rowid or None
 
 
-async def insert_status(tx: Tx, update: StatusUpdate) -> int:
-    """Append one status callback; callbacks are never merged or overwritten."""
-    return await tx.execute(
+async def insert_statuses(tx: Tx, updates: Sequence[StatusUpdate]) -> None:
+    """Append status callbacks; callbacks are never merged or overwritten."""
+    await tx.executemany(
         "INSERT INTO status_callbacks (provider, provider_sid, status, error_code, received_at,"
         " params_json) VALUES (?, ?, ?, ?, ?, ?)",
-        (update.provider, update.provider_sid, update.status, update.error_code,
-         isoformat(update.received_at),
-         dumps(update.params)))
+        [(u.provider, u.provider_sid, u.status, u.error_code, isoformat(u.received_at),
+          dumps(u.params)) for u in updates])
 
 
 async def insert_inline_reply(tx: Tx, *, inbound_id: int, from_number: str, to_number: str,
@@ -72,26 +72,33 @@ _RANK = ("CASE status WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'undeliver
          " WHEN 'failed' THEN 3 WHEN 'sending' THEN 1 ELSE 0 END")
 
 
-async def link_receipt(tx: Tx, update: StatusUpdate, outbound_id: int | None) -> bool:
-    """Put a receipt on our message (named by id, else found by provider id): learn its
-    provider id, move its status forward. False when no message of ours matches."""
-    rank = RECEIPT_RANK.get(update.status, 0)
-    forward = f"{_RANK} < {rank}"
-    sets = (f"status = CASE WHEN {forward} THEN ? ELSE status END,"
-            f" error_code = CASE WHEN {forward} THEN ? ELSE error_code END,"
-            f" next_attempt_at = CASE WHEN {forward} THEN NULL ELSE next_attempt_at END,"
+async def link_receipts(tx: Tx, receipts: Sequence[tuple[StatusUpdate, int | None]]) -> None:
+    """Put receipts on our messages (named by id, else found by provider id): learn the
+    provider id, move the status forward. A receipt no message of ours matches changes
+    nothing here (it is in status_callbacks all the same)."""
+    by_id, by_sid = [], []
+    for update, outbound_id in receipts:
+        rank = RECEIPT_RANK.get(update.status, 0)
+        status = update.status if rank else "queued"  # never written when rank is 0
+        stamp = isoformat(update.received_at)
+        values = (rank, status, rank, update.error_code, rank, stamp, stamp)
+        if outbound_id is not None:
+            by_id.append((update.provider, update.provider_sid, *values, outbound_id,
+                          update.provider_sid))
+        else:
+            by_sid.append((*values, update.provider, update.provider_sid))
+    sets = (f"status = CASE WHEN {_RANK} < ? THEN ? ELSE status END,"
+            f" error_code = CASE WHEN {_RANK} < ? THEN ? ELSE error_code END,"
+            f" next_attempt_at = CASE WHEN {_RANK} < ? THEN NULL ELSE next_attempt_at END,"
             f" sent_at = COALESCE(sent_at, ?), updated_at = ?")
-    stamp = isoformat(update.received_at)
-    status = update.status if rank else "queued"  # never written when rank is 0
-    if outbound_id is not None:
-        return await tx.update(
+    if by_id:
+        await tx.executemany(
             f"UPDATE outbound_messages SET provider = ?, provider_sid = ?, {sets}"
-            f" WHERE id = ? AND (provider_sid IS NULL OR provider_sid = ?)",
-            (update.provider, update.provider_sid, status, update.error_code, stamp, stamp,
-             outbound_id, update.provider_sid)) > 0
-    return await tx.update(
-        f"UPDATE outbound_messages SET {sets} WHERE provider = ? AND provider_sid = ?",
-        (status, update.error_code, stamp, stamp, update.provider, update.provider_sid)) > 0
+            f" WHERE id = ? AND (provider_sid IS NULL OR provider_sid = ?)", by_id)
+    if by_sid:
+        await tx.executemany(
+            f"UPDATE outbound_messages SET {sets} WHERE provider = ? AND provider_sid = ?",
+            by_sid)
 
 
 async def outbound_counts(db: Database) -> dict[str, int]:
