@@ -32,6 +32,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.app import create_app
 from gateway.config import parse_config
+from gateway.daemon import tune_gc
 from gateway.outbound import NewMessage
 from gateway.sms import segment
 
@@ -77,6 +78,16 @@ async def run_once(folder: str, fake_url: str, messages: int, rate: float,
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     db, outbound = app[keys.DB], app[keys.OUTBOUND]
+    tune_gc()  # as `mcrm serve` does once it listens
+    handed: list[tuple[float, int]] = []  # (monotonic time of each hand-over, segments)
+    provider = app[keys.PROVIDER]
+    real_send = provider.send
+
+    async def timed_send(sms: Any) -> Any:
+        handed.append((time.monotonic(), segment(sms.body).segments))
+        return await real_send(sms)
+
+    provider.send = timed_send  # type: ignore[method-assign]
 
     started = time.perf_counter()
     batch = 2000
@@ -106,7 +117,7 @@ async def run_once(folder: str, fake_url: str, messages: int, rate: float,
     commits, writes = db.commits, db.writes
     await runner.cleanup()
     return {"queued_s": queued, "accepted_s": accepted_at, "receipts_s": receipts_at,
-            "segments": segments, "commits": commits, "writes": writes}
+            "segments": segments, "commits": commits, "writes": writes, "handed": handed}
 
 
 def windows(arrivals: list[tuple[float, int]]) -> tuple[float, int]:
@@ -161,17 +172,24 @@ async def main() -> None:
                 print(f"  fake received             {len(sent)} messages, "
                       f"{len(sent) - len(set(sent))} duplicates")
             if args.throttled:
-                skip = len(fetch_created(fake_url))
-                result = await run_once(folder, fake_url, args.throttled, args.rate,
-                                        mixed=True, receipts=False)
-                created = fetch_created(fake_url)[skip:]
+                # A fake of its own, without receipts to send, so that its clock is not
+                # bunched up by its own work: it plays the carrier counting arrivals.
+                quiet, quiet_url = start_fake(receipts=False)
+                try:
+                    result = await run_once(folder, quiet_url, args.throttled, args.rate,
+                                            mixed=True, receipts=False)
+                    created = fetch_created(quiet_url)
+                finally:
+                    quiet.terminate()
                 arrivals = [(c["at"], segment(c["body"]).segments) for c in created]
-                achieved, most = windows(arrivals)
                 print(f"throttled at {args.rate:g} segments/s, {args.throttled} messages "
                       f"({result['segments']} segments, 1 and 2 per message)")
-                print(f"  achieved                  {achieved:.2f} segments/s "
-                      f"({(achieved / args.rate - 1) * 100:+.2f}%)")
-                print(f"  most in any 1 s window    {most} segments")
+                for name, times in (("handed over", result["handed"]),
+                                    ("arrived at the fake", arrivals)):
+                    achieved, most = windows(times)
+                    print(f"  {name:20}  {achieved:.2f} segments/s "
+                          f"({(achieved / args.rate - 1) * 100:+.2f}%), most in any one-second "
+                          f"window: {most}")
     finally:
         fake.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -7,6 +7,7 @@ Shutdown order: mark not-ready, stop accepting connections, let requests in flig
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -33,6 +34,17 @@ def exposure_warnings(config: Config) -> list[str]:
     return warnings
 
 
+def tune_gc() -> None:
+    """Collect garbage less often: everything built at start-up (config, routes, imported
+    modules) is frozen out of collections, and the youngest generation is collected every
+    50,000 allocations instead of 700. Messages make short-lived objects by the thousand per
+    second; the default thresholds cost the send path about an eighth of its throughput
+    (bench/outbound.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 async def serve(config: Config) -> None:
     for finding in lint(config):  # the carrier audit's findings, as warnings at start
         log.warning("compliance %s in program %s: %s (see `mcrm check`)", finding.level,
@@ -51,6 +63,7 @@ async def serve(config: Config) -> None:
     try:
         site = web.TCPSite(runner, svc.host, svc.port)
         await site.start()
+        tune_gc()
         log.info("mcrm-gateway listening on http://%s:%d (public URL %s, provider %s)",
                  svc.host, svc.port, svc.public_url, config.provider.kind)
         notify("READY=1\nSTATUS=serving")

@@ -50,7 +50,8 @@ class Outbound:
             sc.code: Dispatcher(
                 short_code=sc.code, db=db, provider=provider, rules=consent.rules,
                 carrier=consent.carrier, clock=clock, config=config.outbound,
-                limiter=RateLimiter(sc.messages_per_second), limiters=limiters, watch=watch,
+                limiter=RateLimiter(sc.messages_per_second),
+                limiters=limiters, watch=watch,
                 metrics=metrics, status_url=status_url, committed=committed)
             for sc in config.short_codes}
 

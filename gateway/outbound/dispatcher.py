@@ -93,6 +93,7 @@ class Dispatcher:
         self._outcomes: list[Outcome] = []
         self._have_outcomes = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pacing: set[asyncio.Task[None]] = set()  # waiting for the limiters
         self._random = random.Random()
         self.validity = timedelta(minutes=config.validity_minutes)
 
@@ -124,6 +125,8 @@ class Dispatcher:
 
     async def drain(self, flusher: asyncio.Task[None]) -> None:
         """Let sends in flight finish (their outcome must be written), then stop."""
+        for task in list(self._pacing):  # not handed over yet: they go back to the queue
+            task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
         flusher.cancel()
@@ -152,8 +155,6 @@ class Dispatcher:
         self.committed()
         for i, message in enumerate(batch):
             try:
-                for limiter in (self.limiter, *self.limiters(message.program_id)):
-                    await limiter.acquire(message.segments)
                 await self._slots.acquire()
             except asyncio.CancelledError:  # stopping: what was not handed over goes back
                 now = self.clock.now()
@@ -246,14 +247,26 @@ class Dispatcher:
                            body=message.body, status_callback=f"{self.status_url}{message.id}")
 
     async def _send(self, message: Claimed) -> None:
+        task = asyncio.current_task()
+        self._pacing.add(task)  # type: ignore[arg-type]
         try:
+            # Paced here, in the task, right before the call: the limiter's clock must be
+            # the hand-over's, or a stall of the loop would bunch messages up on the wire.
+            # (Tasks reach the limiters' locks in claim order, so priority order holds.)
+            limiters = (self.limiter, *self.limiters(message.program_id))
+            entries = [await limiter.acquire(message.segments) for limiter in limiters]
+            self._pacing.discard(task)  # type: ignore[arg-type]
             if self.watch.noticed_since(message.to_number, message.claimed):
                 # An opt-out for this number arrived after the claim: decide again.
                 self._record(Outcome(message, "recheck", self.clock.now()))
                 return
             started = time.perf_counter()
             try:
-                result = await self.provider.send(self._sms(message))
+                try:
+                    result = await self.provider.send(self._sms(message))
+                finally:
+                    for limiter, entry in zip(limiters, entries, strict=True):
+                        limiter.settle(entry)
             except SendError as exc:
                 self.metrics.provider_latency(time.perf_counter() - started)
                 self._record(self._failure(message, exc))
@@ -266,7 +279,15 @@ class Dispatcher:
             self.metrics.provider_latency(time.perf_counter() - started)
             self._record(Outcome(message, "sent", self.clock.now(), sid=result.provider_sid,
                                  segments=result.num_segments))
+        except asyncio.CancelledError:
+            if task in self._pacing:  # stopped before the hand-over: back to the queue
+                self._record(Outcome(message, "recheck", self.clock.now()))
+            else:  # cut off mid-call: it may have been accepted
+                self._record(Outcome(message, "unknown", self.clock.now(), error=SendError(
+                    SendErrorKind.INTERRUPTED, detail="the gateway stopped mid-call")))
+            raise
         finally:
+            self._pacing.discard(task)  # type: ignore[arg-type]
             self._slots.release()
 
     def _failure(self, message: Claimed, exc: SendError) -> Outcome:

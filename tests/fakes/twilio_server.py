@@ -97,9 +97,10 @@ class FakeTwilio:
         return header == f"Basic {expected}" and account == self.account_sid
 
     async def _create(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()  # before the body is read: as close to the wire as we get
         account = request.match_info["account"]
         form = {k: str(v) for k, v in (await request.post()).items()}
-        self.requests.append(Recorded(account, form, dict(request.headers)))
+        self.requests.append(Recorded(account, form, dict(request.headers), arrived))
         if not self._authorised(request, account):
             return _error(401, 20003, "Authenticate")
         step = self.script.popleft() if self.script else Scripted()
