@@ -330,3 +330,17 @@ async def test_queue_status_projects_the_time_to_drain(start: Any, fake: FakeTwi
         "12345", 3, 2)
     assert 16 <= code["segments_waiting"] <= 20
     assert code["drain_seconds"] == code["segments_waiting"] / 2
+
+
+async def test_a_double_opt_in_request_is_sent_through_the_pipeline(start: Any,
+                                                                   fake: FakeTwilio) -> None:
+    client = await start()
+    response = await client.post("/api/v1/consent", headers=admin(), json={
+        "phone": PHONE, "program": "deals", "action": "opt_in", "source": "web_form",
+        "double_opt_in": True, "evidence": {"form_url": "https://acme.example/join"}})
+    assert response.status == 201
+    queued = (await response.json())["queued_message_id"]
+    await eventually(lambda: status_is(client, queued, "sent", "delivered"))
+    [request] = fake.created
+    assert request.form["Body"].startswith("Deals: reply Y to confirm")
+    assert (await message(client, queued))["purpose"] == "transactional"

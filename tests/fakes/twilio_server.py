@@ -60,6 +60,8 @@ class FakeTwilio:
     callback_delay: float = 0.0
     callback_concurrency: int = 50
     callback_responses: list[int] = field(default_factory=list)
+    #: Seconds every create takes before the message exists (Twilio's own processing).
+    latency: float = 0.0
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -100,12 +102,13 @@ class FakeTwilio:
         arrived = time.monotonic()  # before the body is read: as close to the wire as we get
         account = request.match_info["account"]
         form = {k: str(v) for k, v in (await request.post()).items()}
-        self.requests.append(Recorded(account, form, dict(request.headers), arrived))
+        recorded = Recorded(account, form, dict(request.headers), arrived)
+        self.requests.append(recorded)
         if not self._authorised(request, account):
             return _error(401, 20003, "Authenticate")
         step = self.script.popleft() if self.script else Scripted()
-        if step.delay:
-            await asyncio.sleep(step.delay)
+        if step.delay or self.latency:
+            await asyncio.sleep(step.delay or self.latency)
         if step.status >= 300 and not step.accept:
             return _error(step.status, step.code, step.message)
         sid = "SM" + uuid.uuid4().hex
@@ -123,7 +126,7 @@ class FakeTwilio:
             "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
             "subresource_uris": {}}
         self.messages[sid] = resource
-        self.created.append(self.requests[-1])
+        self.created.append(recorded)
         callback = form.get("StatusCallback")
         if self.send_callbacks and callback:
             task = asyncio.create_task(self._callbacks(callback, sid, form))
