@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(csub.add_parser(
         "rebuild", help="recompute every consent status from the ledger; report differences"))
 
+    messages = sub.add_parser("messages", help="the delivery log of outbound messages")
+    msub = messages.add_subparsers(dest="messages_command", required=True, metavar="ACTION")
+    tail = with_config(msub.add_parser(
+        "tail", help="the latest entries of the delivery log, then new ones as they come"))
+    tail.add_argument("-n", "--lines", type=int, default=20, help="entries shown first")
+    tail.add_argument("--follow", action=argparse.BooleanOptionalAction, default=True,
+                      help="keep printing new entries until Ctrl-C (default: yes)")
+    mshow = with_config(msub.add_parser("show", help="one message and everything it went "
+                                                     "through"))
+    mshow.add_argument("id", type=int)
+
     profiles = sub.add_parser("profiles", help="import or erase customer profiles")
     psub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
     imp = with_config(psub.add_parser("import", help="import profiles from CSV or JSON Lines"))
@@ -100,6 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.consent_command == "rebuild":
                 return asyncio.run(rebuild(config))
             return asyncio.run(export(config, args.program, args.since, args.format))
+        if args.command == "messages":
+            from gateway import messages_cli
+
+            if args.messages_command == "show":
+                return asyncio.run(messages_cli.show(config, args.id))
+            try:
+                return asyncio.run(messages_cli.tail(
+                    config, lines=args.lines, follow=args.follow,
+                    mask_numbers=config.logging.mask_phone_numbers))
+            except KeyboardInterrupt:
+                return 0
         if args.command == "profiles":
             from gateway.profiles_cli import erase, import_file
 

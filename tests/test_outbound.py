@@ -3,6 +3,7 @@ Twilio-shaped fake on loopback → signed receipts back into the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway import keys
+from gateway import keys, messages_cli
 from gateway.clock import FrozenClock
 from gateway.outbound import NewMessage
 from tests.conftest import (
@@ -344,3 +345,33 @@ async def test_a_double_opt_in_request_is_sent_through_the_pipeline(start: Any,
     [request] = fake.created
     assert request.form["Body"].startswith("Deals: reply Y to confirm")
     assert (await message(client, queued))["purpose"] == "transactional"
+
+
+async def test_messages_show_and_tail_print_the_log(start: Any, fake: FakeTwilio,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    client = await start()
+    config = client.app[keys.CONFIG]
+    first = await send(client, "first one")
+    await eventually(lambda: status_is(client, first["id"], "delivered"))
+    assert await messages_cli.show(config, first["id"]) == 0
+    shown = capsys.readouterr().out
+    assert f"message #{first['id']}  delivered" in shown
+    assert "body          first one" in shown
+    for line in ("queued", "sending: attempt=1", "sent: provider_sid=SM", "receipt sent",
+                 "receipt delivered"):
+        assert line in shown
+    follower = asyncio.create_task(messages_cli.tail(config, lines=3, follow=True,
+                                                     interval=0.05))
+    await eventually(lambda: "receipt delivered" in capsys.readouterr().out
+                     or follower.done())
+    second = await send(client, "second one")
+    seen: list[str] = []
+
+    def printed() -> bool:
+        seen.append(capsys.readouterr().out)
+        return f"#{second['id']} +1212***0147 receipt delivered" in "".join(seen)
+
+    await eventually(printed, what="the follower prints the new message's receipts")
+    assert f"#{second['id']} +1212***0147 queued" in "".join(seen)
+    follower.cancel()
+    assert await follower == 0

@@ -187,13 +187,26 @@ async def search(db: Database, *, phone: str | None, campaign: str | None,
                              f" ORDER BY id DESC LIMIT ?", (*params, limit))
 
 
-async def after(db: Database, after_id: int, limit: int) -> list[Row]:
-    """Log entries (pipeline events) after `after_id`, oldest first: `messages tail`."""
-    return await db.fetchall(
+async def log_after(db: Database, event_id: int, receipt_id: int, limit: int
+                    ) -> tuple[list[Row], list[Row]]:
+    """The delivery log after two cursors (`messages tail`): pipeline events, and provider
+    receipts (with the message they belong to, when it is ours)."""
+    events = await db.fetchall(
         "SELECT e.id, e.outbound_id, e.at, e.event, e.status, e.error_code, e.detail,"
-        " o.to_number, o.from_number FROM outbound_events e"
-        " JOIN outbound_messages o ON o.id = e.outbound_id WHERE e.id > ? ORDER BY e.id LIMIT ?",
-        (after_id, limit))
+        " o.to_number FROM outbound_events e JOIN outbound_messages o ON o.id = e.outbound_id"
+        " WHERE e.id > ? ORDER BY e.id LIMIT ?", (event_id, limit))
+    receipts = await db.fetchall(
+        "SELECT s.id, o.id AS outbound_id, s.received_at AS at, s.status, s.error_code,"
+        " s.provider_sid, o.to_number FROM status_callbacks s LEFT JOIN outbound_messages o"
+        " ON o.provider = s.provider AND o.provider_sid = s.provider_sid"
+        " WHERE s.id > ? ORDER BY s.id LIMIT ?", (receipt_id, limit))
+    return events, receipts
+
+
+async def last_ids(db: Database) -> tuple[int, int]:
+    row = await db.fetchone("SELECT (SELECT COALESCE(MAX(id), 0) FROM outbound_events),"
+                            " (SELECT COALESCE(MAX(id), 0) FROM status_callbacks)")
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def detail(**fields: Any) -> str | None:
