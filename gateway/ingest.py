@@ -62,8 +62,13 @@ class Ingest:
                 reply_id = await insert_inline_reply(
                     tx, inbound_id=rowid, from_number=msg.to_number, to_number=msg.from_number,
                     body=reply.text, program_id=reply.program_id, at=msg.received_at)
-                stored.append((reply_id, reply.text))
-            return rowid, stored
+                stored.append((reply_id, reply.text, reply.program_id))
+            await self.profiles.on_outbound(tx, [(msg.from_number, {
+                "message_id": reply_id, "provider": msg.provider, "inline": True,
+                "in_reply_to": msg.provider_sid, "short_code": msg.to_number,
+                "program": program, "body": text}) for reply_id, text, program in stored],
+                msg.received_at)
+            return rowid, [(reply_id, text) for reply_id, text, _ in stored]
 
         stored = await self.db.write(store)
         if stored is None:

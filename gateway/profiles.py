@@ -412,6 +412,26 @@ class ProfileStore:
             "short_code": msg.to_number, "body": msg.body, "segments": msg.num_segments,
         }, msg.received_at)
 
+    async def on_outbound(self, tx: Tx, sent: Sequence[tuple[str, dict[str, Any]]],
+                          at: datetime) -> None:
+        """Messages handed to the provider, as (phone, details): each lands on its
+        recipient's timeline (and so in the CRM sync), counted; one batch, a few statements."""
+        if not sent:
+            return
+        stamp = isoformat(at)
+        per_phone: dict[str, int] = {}
+        for phone, _ in sent:
+            per_phone[phone] = per_phone.get(phone, 0) + 1
+        last = await sql.count_outbound(tx, [(p, n, stamp) for p, n in per_phone.items()])
+        next_seq = {phone: last[phone] - n + 1 for phone, n in per_phone.items()}
+        first = await sql.next_event_ref(tx)
+        rows = []
+        for i, (phone, data) in enumerate(sent):
+            rows.append((first + i, new_event_id(), phone, next_seq[phone], "message.out",
+                         stamp, dumps(data)))
+            next_seq[phone] += 1
+        await sql.insert_events_many(tx, rows)
+
     async def on_status(self, tx: Tx, update: StatusUpdate) -> None:
         """A receipt for a message to a known customer lands on their profile."""
         await self.on_statuses(tx, [update])

@@ -375,3 +375,22 @@ async def test_messages_show_and_tail_print_the_log(start: Any, fake: FakeTwilio
     assert f"#{second['id']} +1212***0147 queued" in "".join(seen)
     follower.cancel()
     assert await follower == 0
+
+
+async def test_every_message_sent_lands_on_the_recipients_profile(start: Any,
+                                                                 fake: FakeTwilio) -> None:
+    client = await start()
+    queued = await send(client, "Your table is ready")
+    await eventually(lambda: status_is(client, queued["id"], "delivered"))
+    profile = await (await client.get(f"/api/v1/profiles/{PHONE}", headers=admin())).json()
+    assert profile["counters"]["outbound"] == 1
+    assert profile["counters"]["delivered"] == 1
+    assert profile["last_outbound_at"]
+    timeline = await (await client.get(f"/api/v1/profiles/{PHONE}/timeline",
+                                       headers=admin())).json()
+    types = [e["type"] for e in timeline["events"]]
+    assert types == ["message.out", "message.status", "message.status"]
+    out = timeline["events"][0]["data"]
+    assert (out["message_id"], out["body"], out["provider_sid"]) == (
+        queued["id"], "Your table is ready", next(iter(fake.messages)))
+    assert [e["sequence"] for e in timeline["events"]] == [1, 2, 3]

@@ -61,6 +61,26 @@ async def count_delivery(tx: Tx, phone: str, delivered: bool, at: datetime) -> N
                      " WHERE phone = ?", (isoformat(at), phone))
 
 
+async def count_outbound(tx: Tx, counts: Sequence[tuple[str, int, str]], chunk: int = 300
+                         ) -> dict[str, int]:
+    """Rows of (phone, messages, time): create profiles as needed, count messages sent and
+    take as many event numbers, a few statements for a whole batch; returns each phone's last
+    event number."""
+    last: dict[str, int] = {}
+    for i in range(0, len(counts), chunk):
+        part = counts[i:i + chunk]
+        rows = await tx.fetchall(
+            "INSERT INTO profiles (phone, outbound_count, last_outbound_at, seq, created_at,"
+            " updated_at) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part)) +
+            " ON CONFLICT (phone) DO UPDATE SET"
+            " outbound_count = outbound_count + excluded.outbound_count,"
+            " last_outbound_at = excluded.last_outbound_at, seq = seq + excluded.seq,"
+            " updated_at = excluded.updated_at RETURNING phone, seq",
+            [v for phone, n, at in part for v in (phone, n, at, n, at, at)])
+        last.update({row[0]: int(row[1]) for row in rows})
+    return last
+
+
 async def next_seq(tx: Tx, phone: str, at: datetime, *, inbound: bool = False) -> int:
     """Create the profile if new and take its next event number, in one statement; with
     `inbound`, also count an inbound message. (Every statement is a trip to the database

@@ -49,7 +49,8 @@ class Outbound:
         self.dispatchers = {
             sc.code: Dispatcher(
                 short_code=sc.code, db=db, provider=provider, rules=consent.rules,
-                carrier=consent.carrier, clock=clock, config=config.outbound,
+                carrier=consent.carrier, profiles=consent.ledger.profiles, clock=clock,
+                config=config.outbound,
                 limiter=RateLimiter(sc.messages_per_second),
                 limiters=limiters, watch=watch,
                 metrics=metrics, status_url=status_url, committed=committed)

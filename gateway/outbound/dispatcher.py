@@ -35,6 +35,7 @@ from gateway.outbound.metrics import OutboundMetrics
 from gateway.outbound.ratelimit import RateLimiter
 from gateway.outbound.watch import OptOutWatch
 from gateway.phone import mask
+from gateway.profiles import ProfileStore
 from gateway.providers import Provider, SendError, SendErrorKind
 from gateway.providers.error_codes import CONTACT_STOPPED
 
@@ -77,13 +78,15 @@ class Outcome:
 
 class Dispatcher:
     def __init__(self, *, short_code: str, db: Database, provider: Provider,
-                 rules: ConsentRules, carrier: CarrierOptOuts, clock: Clock,
+                 rules: ConsentRules, carrier: CarrierOptOuts, profiles: ProfileStore,
+                 clock: Clock,
                  config: OutboundConfig, limiter: RateLimiter,
                  limiters: Callable[[str | None], Sequence[RateLimiter]],
                  watch: OptOutWatch, metrics: OutboundMetrics, status_url: str,
                  committed: Callable[[], None] = lambda: None) -> None:
         self.short_code, self.db, self.provider = short_code, db, provider
         self.rules, self.carrier, self.clock = rules, carrier, clock
+        self.profiles = profiles
         self.config, self.limiter, self.limiters = config, limiter, limiters
         self.watch, self.metrics = watch, metrics
         self.status_url = status_url
@@ -370,6 +373,13 @@ class Dispatcher:
             else:  # retry (also a look-up that found nothing)
                 self._retry(o, waiting, final, events)
         await sql.set_sent(tx, sent)
+        await self.profiles.on_outbound(tx, [
+            (o.message.to_number, {
+                "message_id": o.message.id, "provider": self.provider.name,
+                "provider_sid": o.sid, "short_code": self.short_code,
+                "program": o.message.program_id, "body": o.message.body,
+                "segments": o.segments or o.message.segments})
+            for o in outcomes if o.kind == "sent"], outcomes[0].at)
         await sql.set_final(tx, final)
         await sql.set_waiting(tx, waiting)
         await sql.set_reconcile(tx, unknown)
