@@ -415,30 +415,16 @@ class ProfileStore:
     async def on_outbound(self, tx: Tx, sent: Sequence[tuple[str, dict[str, Any]]],
                           at: datetime) -> None:
         """Messages handed to the provider, as (phone, details): each lands on its
-        recipient's timeline (and so in the CRM sync), counted; one batch, a few statements."""
-        if not sent:
-            return
-        stamp = isoformat(at)
-        per_phone: dict[str, int] = {}
-        for phone, _ in sent:
-            per_phone[phone] = per_phone.get(phone, 0) + 1
-        last = await sql.count_outbound(tx, [(p, n, stamp) for p, n in per_phone.items()])
-        next_seq = {phone: last[phone] - n + 1 for phone, n in per_phone.items()}
-        first = await sql.next_event_ref(tx)
-        rows = []
-        for i, (phone, data) in enumerate(sent):
-            rows.append((first + i, new_event_id(), phone, next_seq[phone], "message.out",
-                         stamp, dumps(data)))
-            next_seq[phone] += 1
-        await sql.insert_events_many(tx, rows)
+        recipient's timeline (and so in the CRM sync), counted."""
+        await self._timeline_batch(tx, [(phone, "message.out", data, at, (1, 0, 0))
+                                        for phone, data in sent])
 
     async def on_status(self, tx: Tx, update: StatusUpdate) -> None:
         """A receipt for a message to a known customer lands on their profile."""
         await self.on_statuses(tx, [update])
 
     async def on_statuses(self, tx: Tx, updates: Sequence[StatusUpdate]) -> None:
-        """Receipts for many messages: one look-up for the lot (most numbers a burst of
-        receipts is about are the same few, or have no profile at all)."""
+        """Receipts for messages to known customers land on their profiles."""
         phones: dict[int, str] = {}
         for i, update in enumerate(updates):
             raw = str(update.params.get("To", ""))
@@ -448,15 +434,42 @@ class ProfileStore:
                 continue
         if not phones:
             return
-        known = {row["phone"] for row in await sql.get_many(tx, sorted(set(phones.values())))}
+        known = await sql.existing(tx, sorted(set(phones.values())))
+        items = []
         for i, phone in phones.items():
             if phone not in known:
                 continue
             update = updates[i]
-            if update.status in FINAL_DELIVERED | FINAL_FAILED:
-                await sql.count_delivery(tx, phone, update.status in FINAL_DELIVERED,
-                                         update.received_at)
-            await self.record(tx, phone, "message.status", {
+            final = update.status in FINAL_DELIVERED | FINAL_FAILED
+            ok = final and update.status in FINAL_DELIVERED
+            items.append((phone, "message.status", {
                 "provider": update.provider, "provider_sid": update.provider_sid,
                 "status": update.status, "error_code": update.error_code,
-            }, update.received_at)
+            }, update.received_at, (0, int(ok), int(final and not ok))))
+        await self._timeline_batch(tx, items)
+
+    async def _timeline_batch(self, tx: Tx, items: Sequence[
+            tuple[str, str, dict[str, Any], datetime, tuple[int, int, int]]]) -> None:
+        """Events (phone, type, data, time, (sent, delivered, failed) to count) appended in
+        order, with their counters, in a few statements for the whole batch (the pipeline and
+        the receipts path write hundreds at a time)."""
+        if not items:
+            return
+        totals: dict[str, list[int]] = {}
+        for phone, _, _, _, (sent, ok, bad) in items:
+            total = totals.setdefault(phone, [0, 0, 0, 0])
+            total[0] += sent
+            total[1] += ok
+            total[2] += bad
+            total[3] += 1
+        stamp = isoformat(max(at for _, _, _, at, _ in items))
+        last = await sql.bump(tx, [(p, t[0], t[1], t[2], t[3], stamp)
+                                   for p, t in totals.items()])
+        seq = {phone: last[phone] - t[3] + 1 for phone, t in totals.items()}
+        first = await sql.next_event_ref(tx)
+        rows = []
+        for i, (phone, type_, data, at, _) in enumerate(items):
+            rows.append((first + i, new_event_id(), phone, seq[phone], type_, isoformat(at),
+                         dumps(data)))
+            seq[phone] += 1
+        await sql.insert_events_many(tx, rows)

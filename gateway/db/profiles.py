@@ -55,30 +55,34 @@ async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
 
 
 
-async def count_delivery(tx: Tx, phone: str, delivered: bool, at: datetime) -> None:
-    column = "delivered_count" if delivered else "failed_count"
-    await tx.execute(f"UPDATE profiles SET {column} = {column} + 1, updated_at = ?"
-                     " WHERE phone = ?", (isoformat(at), phone))
-
-
-async def count_outbound(tx: Tx, counts: Sequence[tuple[str, int, str]], chunk: int = 300
-                         ) -> dict[str, int]:
-    """Rows of (phone, messages, time): create profiles as needed, count messages sent and
-    take as many event numbers, a few statements for a whole batch; returns each phone's last
-    event number."""
+async def bump(tx: Tx, rows: Sequence[tuple[str, int, int, int, int, str]], chunk: int = 300
+               ) -> dict[str, int]:
+    """Rows of (phone, sent, delivered, failed, events, time): create profiles as needed, add
+    to their counters and take `events` event numbers, a few statements for a whole batch;
+    returns each phone's last event number."""
     last: dict[str, int] = {}
-    for i in range(0, len(counts), chunk):
-        part = counts[i:i + chunk]
-        rows = await tx.fetchall(
-            "INSERT INTO profiles (phone, outbound_count, last_outbound_at, seq, created_at,"
-            " updated_at) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part)) +
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        found = await tx.fetchall(
+            "INSERT INTO profiles (phone, outbound_count, delivered_count, failed_count, seq,"
+            " last_outbound_at, created_at, updated_at) VALUES "
+            + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part)) +
             " ON CONFLICT (phone) DO UPDATE SET"
             " outbound_count = outbound_count + excluded.outbound_count,"
-            " last_outbound_at = excluded.last_outbound_at, seq = seq + excluded.seq,"
+            " delivered_count = delivered_count + excluded.delivered_count,"
+            " failed_count = failed_count + excluded.failed_count, seq = seq + excluded.seq,"
+            " last_outbound_at = COALESCE(excluded.last_outbound_at, last_outbound_at),"
             " updated_at = excluded.updated_at RETURNING phone, seq",
-            [v for phone, n, at in part for v in (phone, n, at, n, at, at)])
-        last.update({row[0]: int(row[1]) for row in rows})
+            [v for phone, sent, ok, bad, events, at in part
+             for v in (phone, sent, ok, bad, events, at if sent else None, at, at)])
+        last.update({row[0]: int(row[1]) for row in found})
     return last
+
+
+async def existing(tx: Tx, phones: Sequence[str]) -> set[str]:
+    rows = await tx.fetchall(f"SELECT phone FROM profiles WHERE phone IN ({marks(phones)})",
+                             tuple(phones))
+    return {row[0] for row in rows}
 
 
 async def next_seq(tx: Tx, phone: str, at: datetime, *, inbound: bool = False) -> int:
