@@ -97,6 +97,7 @@ class Dispatcher:
         self._have_outcomes = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pacing: set[asyncio.Task[None]] = set()  # waiting for the limiters
+        self._prefetch: asyncio.Task[list[Claimed]] | None = None  # the next batch, claimed
         self._random = random.Random()
         self.validity = timedelta(minutes=config.validity_minutes)
 
@@ -130,6 +131,11 @@ class Dispatcher:
         """Let sends in flight finish (their outcome must be written), then stop."""
         for task in list(self._pacing):  # not handed over yet: they go back to the queue
             task.cancel()
+        if self._prefetch is not None:
+            with contextlib.suppress(Exception):
+                now = self.clock.now()
+                for message in await self._prefetch:
+                    self._record(Outcome(message, "recheck", now))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
         flusher.cancel()
@@ -152,10 +158,17 @@ class Dispatcher:
     async def step(self) -> bool:
         """One round: look-ups that are due, then one claimed batch handed over."""
         looked = await self.reconcile()
-        if not await self._anything_due():
+        if self._prefetch is not None:
+            batch, self._prefetch = await self._prefetch, None
+        elif await self._anything_due():
+            batch = await self.db.write(self._claim)
+        else:
             return looked > 0
-        batch = await self.db.write(self._claim)
         self.committed()
+        if len(batch) >= self._claim_size():
+            # A full batch: more is probably waiting. Claim it while this one goes out, so
+            # the provider never waits for our commit.
+            self._prefetch = asyncio.create_task(self.db.write(self._claim))
         for i, message in enumerate(batch):
             try:
                 await self._slots.acquire()

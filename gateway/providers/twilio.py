@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -24,6 +26,35 @@ from gateway.providers.error_codes import CONTACT_STOPPED, describe
 log = logging.getLogger(__name__)
 
 
+class _HttpClient(AsyncTwilioHttpClient):
+    """The library's asyncio client, made cheaper per request (the send path's hot spot).
+
+    aiohttp turns a dict body into a FormData, which builds a multipart writer (and a random
+    boundary) even for a plain urlencoded form; encoding the form here sends the same bytes
+    for a fraction of the work. The library also formats its request log lines whether or
+    not anyone logs them.
+    """
+
+    async def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                      data: dict[str, object] | None = None,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        body: Any = data
+        if isinstance(data, dict):
+            body = urlencode([(k, v) for k, v in data.items() if v is not None],
+                             doseq=True).encode()
+            headers = {**(headers or {}), "Content-Type": "application/x-www-form-urlencoded"}
+        return await super().request(method, url, params=params, data=body, headers=headers,
+                                     **kwargs)
+
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            super().log_request(kwargs)
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            super().log_response(status_code, response)
+
+
 class TwilioProvider:
     name = "twilio"
 
@@ -34,7 +65,7 @@ class TwilioProvider:
 
     async def start(self) -> None:
         # The library opens its aiohttp session in the constructor: build it inside the loop.
-        self._http = AsyncTwilioHttpClient(timeout=self.config.timeout_seconds)
+        self._http = _HttpClient(timeout=self.config.timeout_seconds)
         self._client = Client(self.config.account_sid, str(self.config.auth_token),
                               http_client=self._http)
         if self.config.api_base_url:
