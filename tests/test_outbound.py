@@ -15,6 +15,7 @@ import pytest
 from gateway import keys, messages_cli
 from gateway.clock import FrozenClock
 from gateway.outbound import NewMessage
+from gateway.outbound.dispatcher import Dispatcher
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -394,3 +395,39 @@ async def test_every_message_sent_lands_on_the_recipients_profile(start: Any,
     assert (out["message_id"], out["body"], out["provider_sid"]) == (
         queued["id"], "Your table is ready", next(iter(fake.messages)))
     assert [e["sequence"] for e in timeline["events"]] == [1, 2, 3]
+
+
+async def test_a_timeout_the_provider_did_not_accept_is_sent_again_once(
+        start: Any, fake: FakeTwilio) -> None:
+    fake.then(delay=0.8, status=500, code=20500, message="gave up")  # answered too late
+    client = await start(outbound={"reconcile_after_seconds": 1.0})
+    queued = await send(client)
+    await eventually(lambda: status_is(client, queued["id"], "sent", "delivered"))
+    shown = await message(client, queued["id"])
+    assert [e["event"] for e in shown["events"]][:5] == [
+        "queued", "sending", "outcome_unknown", "retry", "sending"]
+    assert shown["events"][2]["detail"]["error"] == "timeout"
+    assert len(fake.requests) == 2 and len(fake.created) == 1
+
+
+def test_back_off_doubles_with_jitter_up_to_the_cap(make_config: ConfigFactory) -> None:
+    config = make_config(outbound={"retry_initial_seconds": 2, "retry_max_seconds": 30})
+    dispatcher = Dispatcher(
+        short_code="12345", db=None, provider=None, rules=None, carrier=None,  # type: ignore[arg-type]
+        profiles=None, clock=None, config=config.outbound, limiter=None,  # type: ignore[arg-type]
+        limiters=lambda _: [], watch=None, metrics=None, status_url="")  # type: ignore[arg-type]
+    for attempt, full in ((1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (9, 30)):
+        delays = {dispatcher.backoff(attempt).total_seconds() for _ in range(50)}
+        assert all(full / 2 <= d <= full for d in delays), (attempt, delays)
+        assert len(delays) > 1  # jittered: a crowd of retries does not come back at once
+
+
+async def test_a_programs_own_rate_paces_its_messages(start: Any, fake: FakeTwilio) -> None:
+    client = await start(programs=[{"id": "deals", "name": "Deals", "short_code": "12345",
+                                    "keywords": ["DEALS"], "messages_per_second": 4,
+                                    "help_text": "Deals: reply STOP to cancel."}])
+    await client.app[keys.OUTBOUND].queue(
+        [NewMessage(PHONE, f"n{i}", "deals", "transactional") for i in range(6)])
+    await eventually(lambda: len(fake.created) == 6)
+    times = sorted(r.at for r in fake.created)
+    assert times[-1] - times[0] >= 1.0  # 6 at 4 a second, from a short code allowed 1000
