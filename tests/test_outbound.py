@@ -431,3 +431,14 @@ async def test_a_programs_own_rate_paces_its_messages(start: Any, fake: FakeTwil
     await eventually(lambda: len(fake.created) == 6)
     times = sorted(r.at for r in fake.created)
     assert times[-1] - times[0] >= 1.0  # 6 at 4 a second, from a short code allowed 1000
+
+
+async def test_the_sandbox_sends_and_answers_with_receipts(client: Any) -> None:
+    """The default set-up (no account): the same pipeline, the sandbox as the carrier."""
+    queued = await send(client, "sandbox hello")
+    await eventually(lambda: status_is(client, queued["id"], "delivered"))
+    shown = await message(client, queued["id"])
+    assert shown["provider"] == "sandbox"
+    assert [r["status"] for r in shown["receipts"]] == ["sent", "delivered"]
+    listing = await (await client.get("/api/v1/sandbox/messages", headers=admin())).json()
+    assert [m["body"] for m in listing["messages"]] == ["sandbox hello"]
