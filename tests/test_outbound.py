@@ -442,3 +442,19 @@ async def test_the_sandbox_sends_and_answers_with_receipts(client: Any) -> None:
     assert [r["status"] for r in shown["receipts"]] == ["sent", "delivered"]
     listing = await (await client.get("/api/v1/sandbox/messages", headers=admin())).json()
     assert [m["body"] for m in listing["messages"]] == ["sandbox hello"]
+
+
+async def test_nothing_reaches_an_erased_number(start: Any, fake: FakeTwilio) -> None:
+    client = await start()
+    await client.post("/api/v1/consent", headers=admin(), json={
+        "phone": PHONE, "program": "deals", "action": "opt_in", "source": "web_form",
+        "evidence": {"form_url": "https://acme.example/join"}})
+    response = await client.delete(f"/api/v1/profiles/{PHONE}", headers=admin())
+    assert response.status == 200
+    ids = await client.app[keys.OUTBOUND].queue([
+        NewMessage(PHONE, "Deal of the day", "deals", "marketing"),
+        NewMessage(PHONE, "Your order shipped", "deals", "transactional")])
+    for mid in ids:
+        await eventually(lambda m=mid: status_is(client, m, "cancelled"))
+        assert (await message(client, mid))["reason"] == "opted_out"
+    assert fake.requests == []
