@@ -16,7 +16,7 @@ from consent import Consent, ConsentEvent, Kind
 from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.db import Database, Tx
+from gateway.db import Database
 from gateway.db.messages import outbound_counts
 from gateway.http import api, consent_api, health, messages_api, profiles_api, webhooks
 from gateway.http.auth import auth_middleware
@@ -24,7 +24,6 @@ from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics, Labels
-from gateway.models import InboundMessage, Reply
 from gateway.outbound import OptOutWatch, Outbound
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.profiles import ProfileStore
@@ -33,15 +32,22 @@ from gateway.providers.sandbox import SandboxProvider
 from gateway.providers.twilio import TwilioProvider
 from gateway.sync import SyncHub, SyncRelay
 from gateway.workers import Workers
+from handlers.conversations import Conversations, Flow
+from handlers.inbound import InboundRouter
+from handlers.keywords import config_router
+from handlers.router import Router
 
 log = logging.getLogger(__name__)
 
 #: Wiring between contexts only (the HTTP layer uses keys.OUTBOUND).
 OPT_OUT_WATCH = web.AppKey("opt_out_watch", OptOutWatch)
 OUTBOUND_METRICS = web.AppKey("outbound_metrics", OutboundMetrics)
+ROUTER = web.AppKey("router", Router)
 
 
-def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
+def create_app(config: Config, *, clock: Clock | None = None,
+               router: Router | None = None) -> web.Application:
+    """The gateway; `router` adds keyword handlers written in Python (handlers.Router)."""
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=config.service.max_body_bytes)
     app[keys.CONFIG] = config
@@ -49,6 +55,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[keys.METRICS] = GatewayMetrics()
     app[keys.WORKERS] = Workers()
     app[keys.LIFECYCLE] = Lifecycle()
+    app[ROUTER] = router or Router()
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, workers_ctx, sync_ctx,
                             services_ctx, provider_ctx, outbound_ctx])
     app.add_routes(webhooks.routes)
@@ -132,14 +139,15 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     consent = Consent(config, app[keys.PROFILES], on_event=on_event)
     app[keys.CONSENT] = consent
 
-    async def consent_replies(tx: Tx, msg: InboundMessage) -> list[Reply]:
-        # The reserved keywords; the keyword router (handlers/) will wrap this.
-        outcome = await consent.responder.handle(tx, msg)
-        return outcome.replies if outcome else []
-
+    router = config_router(config)
+    router.include(app[ROUTER])  # handlers written in Python match after configured ones
+    conversations = Conversations({c.id: Flow(c) for c in config.conversations},
+                                  app[keys.PROFILES])
+    answer = InboundRouter(config, consent, app[keys.PROFILES], router, conversations,
+                           on_silenced=lambda msg: metrics.inbound_silenced.inc())
     app[keys.INGEST] = Ingest(db, metrics, app[keys.PROFILES],
                               short_codes=frozenset(s.code for s in config.short_codes),
-                              committed=hub.wake, on_inbound=consent_replies,
+                              committed=hub.wake, on_inbound=answer,
                               on_status=[consent.carrier.on_status])
     yield
 

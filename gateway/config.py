@@ -144,6 +144,68 @@ class ConsentConfig:
 
 
 @dataclass(frozen=True)
+class KeywordConfig:
+    """A keyword a marketer declares without Python: answer, tag, set, start a survey."""
+
+    #: The keyword and its aliases, matched on normalised text ("HOURS", "ساعت").
+    words: tuple[str, ...]
+    #: The program whose short code answers it.
+    program: str
+    #: Reply template: profile fields with defaults ("Hi {first_name|there}"), {args}.
+    reply: str = ""
+    tags: tuple[str, ...] = ()
+    #: Set this profile attribute to the words after the keyword ("ZIP 10001" → "10001").
+    attribute: str = ""
+    #: Start this conversation (its first prompt follows the reply, if any).
+    conversation: str = ""
+
+
+@dataclass(frozen=True)
+class BranchConfig:
+    answer: str
+    next: str
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    id: str
+    prompt: str
+    type: Literal["choice", "yes_no", "number", "text", "date"] = "text"
+    choices: tuple[str, ...] = ()
+    #: For a number: [lowest, highest] accepted.
+    range: tuple[float, ...] = ()
+    #: The profile attribute the answer is stored in.
+    attribute: str = ""
+    #: The step after this one: "" the next in order, "end" to finish.
+    next: str = ""
+    #: Where particular answers lead instead (choice and yes_no answers).
+    branches: tuple[BranchConfig, ...] = ()
+    #: Said before the prompt again after an answer that does not fit.
+    reprompt: str = "Sorry, I did not get that."
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    id: str
+    program: str
+    steps: tuple[StepConfig, ...]
+    final: str = ""
+    #: A conversation nobody answers for this long ends quietly.
+    expiry_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    #: The answer to a text no keyword matches ("" to say nothing).
+    fallback_reply: str = ""
+    #: At most this many automatic replies per number per window, then silence (loops with
+    #: auto-responders, floods). Opt-out confirmations are always sent.
+    max_auto_replies: int = 10
+    auto_reply_window_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
 class OutboundConfig:
     #: Provider requests in flight at once, per short code.
     max_in_flight: int = 32
@@ -213,6 +275,9 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
+    keywords: tuple[KeywordConfig, ...] = ()
+    conversations: tuple[ConversationConfig, ...] = ()
     sync: SyncConfig = field(default_factory=SyncConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -410,6 +475,8 @@ def _check(config: Config, file: str) -> None:
                                              f"{keywords[slot]!r} on short code {slot[0]}")
             keywords[slot] = program.id
 
+    _check_conversations(config, fail)
+    _check_keywords(config, keywords, fail)
     _check_consent(config.consent, fail)
     _check_sync(config.sync, fail)
     _check_outbound(config, fail)
@@ -447,6 +514,70 @@ def _check_program_policy(program: ProgramConfig, key: str,
         if not texts.language or texts.language in languages:
             fail(f"{key}.translations[{i}].language", "must be set, once per language")
         languages.add(texts.language)
+
+
+def _check_keywords(config: Config, taken: dict[tuple[str, str], str],
+                    fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    programs = {p.id: p for p in config.programs}
+    conversations = {c.id for c in config.conversations}
+    for i, keyword in enumerate(config.keywords):
+        key = f"keywords[{i}]"
+        program = programs.get(keyword.program)
+        if program is None:
+            fail(f"{key}.program", f"{keyword.program!r} is not a configured program")
+        if not keyword.words:
+            fail(f"{key}.words", "needs at least one word")
+        for j, word in enumerate(keyword.words):
+            if not word.strip():
+                fail(f"{key}.words[{j}]", "must not be empty")
+            slot = (program.short_code, word.strip().casefold())
+            if slot in taken:
+                fail(f"{key}.words[{j}]", f"keyword {word!r} is already used by "
+                                          f"{taken[slot]!r} on short code {slot[0]}")
+            taken[slot] = f"keywords[{i}]"
+        if keyword.conversation and keyword.conversation not in conversations:
+            fail(f"{key}.conversation", f"{keyword.conversation!r} is not a configured "
+                                        "conversation")
+        if not (keyword.reply or keyword.tags or keyword.attribute or keyword.conversation):
+            fail(key, "does nothing: give it a reply, tags, an attribute or a conversation")
+    if config.inbound.max_auto_replies < 1:
+        fail("inbound.max_auto_replies", "must be at least 1")
+    if config.inbound.auto_reply_window_minutes <= 0:
+        fail("inbound.auto_reply_window_minutes", "must be greater than 0")
+
+
+def _check_conversations(config: Config,
+                         fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    programs = {p.id for p in config.programs}
+    names: set[str] = set()
+    for i, conv in enumerate(config.conversations):
+        key = f"conversations[{i}]"
+        _check_name(conv.id, names, f"{key}.id", "conversation", fail)
+        if conv.program not in programs:
+            fail(f"{key}.program", f"{conv.program!r} is not a configured program")
+        if not conv.steps:
+            fail(f"{key}.steps", "needs at least one step")
+        if conv.expiry_hours <= 0:
+            fail(f"{key}.expiry_hours", "must be greater than 0")
+        ids: set[str] = set()
+        for j, step in enumerate(conv.steps):
+            _check_name(step.id, ids, f"{key}.steps[{j}].id", "step", fail)
+        for j, step in enumerate(conv.steps):
+            where = f"{key}.steps[{j}]"
+            if not step.prompt.strip():
+                fail(f"{where}.prompt", "must not be empty")
+            if step.type == "choice" and not step.choices:
+                fail(f"{where}.choices", "a choice step needs its choices")
+            if step.range and (len(step.range) != 2 or step.range[0] > step.range[1]):
+                fail(f"{where}.range", "must be [lowest, highest]")
+            if step.max_retries < 0:
+                fail(f"{where}.max_retries", "must not be negative")
+            targets = [(f"{where}.next", step.next)] + [
+                (f"{where}.branches[{b}].next", br.next) for b, br in enumerate(step.branches)]
+            for target_key, target in targets:
+                if target and target != "end" and target not in ids:
+                    fail(target_key, f"{target!r} is not a step of this conversation "
+                                     "(or 'end')")
 
 
 def _check_consent(consent: ConsentConfig,

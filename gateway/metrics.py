@@ -121,6 +121,9 @@ class GatewayMetrics:
         self.registry = Registry()
         self.inbound = self.registry.counter(
             "mcrm_inbound_messages_total", "Inbound messages stored, by short code.")
+        self.inbound_silenced = self.registry.counter(
+            "mcrm_inbound_silenced_total",
+            "Inbound texts left unanswered: the number had its fill of automatic replies.")
         self.inbound_duplicates = self.registry.counter(
             "mcrm_inbound_duplicates_total", "Inbound webhooks retried by the provider.")
         self.status_callbacks = self.registry.counter(
