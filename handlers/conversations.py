@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from gateway.db import conversations as sql
 from gateway.models import InboundMessage, Reply
 from gateway.profiles import ProfileChanges, ProfileStore
 from gateway.templates import render
-from gateway.text import normalise
+from gateway.text import ASCII_DIGITS, normalise
 
 YES = frozenset({"yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "si", "oui", "ja",
                  "بله", "آره", "اره", "بلی"})
@@ -72,9 +73,10 @@ def parse_answer(step: StepConfig, text: str) -> tuple[bool, Any]:
             return True, "no"
         return False, None
     if step.type == "number":
-        if not _NUMBER.match(said):
+        raw = unicodedata.normalize("NFKC", text).translate(ASCII_DIGITS).strip()
+        if not _NUMBER.match(raw):  # not `said`: normalising takes a leading minus off
             return False, None
-        number = float(said.replace(",", "."))
+        number = float(raw.replace(",", "."))
         if step.range and not step.range[0] <= number <= step.range[1]:
             return False, None
         return True, int(number) if number.is_integer() else number
