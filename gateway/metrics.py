@@ -7,6 +7,7 @@ Grafana Agent; no dependency beyond the standard library.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 
 Labels = tuple[tuple[str, str], ...]
@@ -33,13 +34,17 @@ def _num(value: float) -> str:
 
 
 class Counter:
+    """Thread-safe: write functions count from the database's writer thread."""
+
     def __init__(self, name: str, help_text: str) -> None:
         self.name, self.help = name, help_text
         self._values: dict[Labels, float] = {}
+        self._lock = threading.Lock()
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
-        self._values[key] = self._values.get(key, 0.0) + amount
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -53,15 +58,18 @@ class Histogram:
         self.name, self.help = name, help_text
         self.buckets = sorted(buckets)
         self._series: dict[Labels, tuple[list[int], list[float]]] = {}
+        self._lock = threading.Lock()
 
     def observe(self, value: float, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
-        counts, totals = self._series.setdefault(key, ([0] * len(self.buckets), [0.0, 0.0]))
         index = bisect.bisect_left(self.buckets, value)
-        if index < len(counts):
-            counts[index] += 1
-        totals[0] += value
-        totals[1] += 1
+        with self._lock:
+            counts, totals = self._series.setdefault(key, ([0] * len(self.buckets),
+                                                           [0.0, 0.0]))
+            if index < len(counts):
+                counts[index] += 1
+            totals[0] += value
+            totals[1] += 1
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"

@@ -348,7 +348,7 @@ async def import_profiles(db: Database, store: ProfileStore, lines: Iterable[str
     try:
         if atomic:
             try:
-                report.created, report.updated = await db.write(apply_all)
+                report.created, report.updated = await db.write_session(apply_all)
             except _Rollback:
                 state["abandoned"] = True
                 await producer

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import queue
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,27 +50,37 @@ class DatabaseClosed(RuntimeError):
 
 
 class Tx:
-    """The connection as a write function sees it: inside an open transaction.
+    """The connection as a write function sees it: inside an open transaction, on the writer
+    thread. The methods are coroutines so that write functions read like the rest of the
+    code, but they never suspend: a whole group commit runs in one go on that thread."""
 
-    Every call is one trip to the database thread (no separate cursor close or fetch): on
-    the hot paths a message takes a dozen statements, and the trips are what cost.
-    """
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the last inserted row id (0 when nothing was inserted)."""
-        cursor = await self._conn.execute(sql, params)
-        return (cursor.lastrowid or 0) if cursor.rowcount > 0 else 0
+        return _last_id(self._conn.execute(sql, params))
 
     async def update(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an UPDATE or DELETE; returns how many rows it changed."""
-        cursor = await self._conn.execute(sql, params)
-        return cursor.rowcount
+        return self._conn.execute(sql, params).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
+        self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+
+class _Reader:
+    """Queries on the reader connection (aiosqlite: its own thread, one trip a query)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._conn.execute_fetchall(sql, params)
@@ -79,18 +91,71 @@ class Tx:
 
 
 _Job = tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]
+_Request = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
+
+
+class _Session:
+    """A transaction held open on the writer thread for a write function that also awaits
+    other things (an atomic import reading its file): its statements cross one by one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.requests: queue.SimpleQueue[_Request | bool] = queue.SimpleQueue()
+        self.begun: asyncio.Future[None] = loop.create_future()
+        self.ended: asyncio.Future[None] = loop.create_future()
+
+
+class _SessionTx(Tx):
+    """`Tx` for a session: each call is one trip to the writer thread."""
+
+    def __init__(self, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
+        self._session, self._loop = session, loop
+
+    async def _run(self, call: Callable[[sqlite3.Connection], Any]) -> Any:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._session.requests.put((call, future))
+        return await future
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(await self._run(lambda c: _last_id(c.execute(sql, params))))
+
+    async def update(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(await self._run(lambda c: c.execute(sql, params).rowcount))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        items = list(rows)
+        await self._run(lambda c: c.executemany(sql, items))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = await self._run(lambda c: c.execute(sql, params).fetchone())
+        return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(await self._run(lambda c: c.execute(sql, params).fetchall()))
+
+
+def _last_id(cursor: sqlite3.Cursor) -> int:
+    return (cursor.lastrowid or 0) if cursor.rowcount > 0 else 0
 
 
 class Database:
-    """A writer connection fed by a group-commit task, and a reader connection for queries."""
+    """A writer thread that runs group commits, and a reader connection for queries.
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+    Write functions are handed to the writer thread and run there back to back, each in its
+    own savepoint, the whole batch in one transaction: one trip across threads per batch, not
+    one per statement (which, with the event loop busy, is what bounded every write path).
+    """
+
+    def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection,
                  max_batch: int) -> None:
-        self._writer, self._reader = writer, reader
+        self._writer_conn, self._reader = writer, reader
+        self._read = _Reader(reader)
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._jobs: queue.SimpleQueue[_Job | _Session | None] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
         self._closing = False
-        self._committer = asyncio.create_task(self._commit_loop(), name="db-committer")
+        self._thread = threading.Thread(target=self._writer_loop, name="db-writer",
+                                        daemon=True)
+        self._thread.start()
         self.commits = 0
         self.writes = 0
 
@@ -101,35 +166,60 @@ class Database:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            writer = await _connect(path, busy_timeout_ms)
+            migrator = await _connect(path, busy_timeout_ms)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the database {path}: {exc}") from exc
         try:
-            await migrate(writer)
+            await migrate(migrator)
+        finally:
+            await migrator.close()
+        writer = _connect_writer(path, busy_timeout_ms)
+        try:
             reader = await _connect(path, busy_timeout_ms)
         except BaseException:
-            await writer.close()
+            writer.close()
             raise
         return cls(writer, reader, max_batch)
 
     @property
     def running(self) -> bool:
-        return not self._closing and not self._committer.done()
+        return not self._closing and self._thread.is_alive()
 
     async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `fn` inside a shared transaction; returns its result once that is committed."""
+        """Run `fn` inside a shared transaction; returns its result once that is committed.
+
+        `fn` may await only its `Tx` (it runs on the writer thread, in one go)."""
         if self._closing:
             raise DatabaseClosed("the database is shutting down")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((fn, future))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((fn, future))
         # shield: a caller that gives up must not cancel a write others share a commit with.
         return await asyncio.shield(future)
 
+    async def write_session(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` alone in one transaction that it may keep open while it awaits other
+        things (e.g. the rest of a file to import); all or nothing. Other writes wait."""
+        if self._closing:
+            raise DatabaseClosed("the database is shutting down")
+        session = _Session(self._loop)
+        self._jobs.put(session)
+        await session.begun
+        try:
+            result = await fn(_SessionTx(session, self._loop))
+        except BaseException:
+            session.requests.put(False)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(session.ended)
+            raise
+        session.requests.put(True)
+        await asyncio.shield(session.ended)
+        return result
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await Tx(self._reader).fetchall(sql, params)
+        return await self._read.fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return await Tx(self._reader).fetchone(sql, params)
+        return await self._read.fetchone(sql, params)
 
     async def ping(self) -> None:
         """Raises when the file cannot be read (readiness probe)."""
@@ -152,77 +242,116 @@ class Database:
         if self._closing:
             return
         self._closing = True
-        self._queue.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._committer
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
         await self._reader.close()
-        await self._writer.close()
 
-    async def _commit_loop(self) -> None:
-        stop = False
-        while not stop:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                job = self._queue.get_nowait()
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            await self._commit(batch)
+    # -- the writer thread ---------------------------------------------------------------
 
-    async def _commit(self, batch: list[_Job]) -> None:
-        if len(batch) == 1:
-            await self._commit_one(*batch[0])
+    def _writer_loop(self) -> None:
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                if isinstance(first, _Session):
+                    self._serve(first)
+                    continue
+                batch: list[_Job] = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    if isinstance(job, _Session):  # after this batch, on its own
+                        self._jobs.put(job)
+                        break
+                    batch.append(job)
+                outcomes = self._commit(batch)
+                self.commits += 1
+                self.writes += len(batch)
+                self._loop.call_soon_threadsafe(_settle_all, batch, outcomes)
+                if stop:
+                    return
+        finally:
+            self._writer_conn.close()
+
+    def _serve(self, session: _Session) -> None:
+        conn, post = self._writer_conn, self._loop.call_soon_threadsafe
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            post(_settle, session.begun, False, exc)
             return
-        tx = Tx(self._writer)
+        post(_settle, session.begun, True, None)
+        while True:
+            request = session.requests.get()
+            if isinstance(request, bool):
+                try:
+                    conn.execute("COMMIT" if request else "ROLLBACK")
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        conn.execute("ROLLBACK")
+                    post(_settle, session.ended, False, exc)
+                else:
+                    post(_settle, session.ended, True, None)
+                self.commits += 1
+                self.writes += 1
+                return
+            call, future = request
+            try:
+                result = call(conn)
+            except Exception as exc:
+                post(_settle, future, False, exc)
+            else:
+                post(_settle, future, True, result)
+
+    def _commit(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        conn, tx = self._writer_conn, Tx(self._writer_conn)
+        single = len(batch) == 1  # alone in its commit: no savepoint needed
         outcomes: list[tuple[bool, Any]] = []
         try:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             for fn, _future in batch:
-                await self._writer.execute("SAVEPOINT w")
+                if not single:
+                    conn.execute("SAVEPOINT w")
                 try:
-                    result = await fn(tx)
+                    result = _drive(fn(tx))
                 except Exception as exc:
-                    await self._writer.execute("ROLLBACK TO w")
-                    await self._writer.execute("RELEASE w")
+                    conn.execute("ROLLBACK" if single else "ROLLBACK TO w")
+                    if not single:
+                        conn.execute("RELEASE w")
                     outcomes.append((False, exc))
                 else:
-                    await self._writer.execute("RELEASE w")
+                    if not single:
+                        conn.execute("RELEASE w")
                     outcomes.append((True, result))
-            await self._writer.execute("COMMIT")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except Exception as exc:  # the commit itself failed: nobody's write is durable
             log.exception("group commit of %d writes failed", len(batch))
             with contextlib.suppress(Exception):
-                await self._writer.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
-        self.commits += 1
-        self.writes += len(batch)
-        for (_fn, future), (ok, value) in zip(batch, outcomes, strict=True):
-            _settle(future, ok, value)
+        return outcomes
 
-    async def _commit_one(self, fn: Callable[[Tx], Awaitable[Any]],
-                          future: asyncio.Future[Any]) -> None:
-        """A write alone in its commit needs no savepoint: two trips fewer when idle."""
-        try:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                result = await fn(Tx(self._writer))
-            except Exception as exc:
-                await self._writer.execute("ROLLBACK")
-                ok, value = False, exc
-            else:
-                await self._writer.execute("COMMIT")
-                ok, value = True, result
-        except Exception as exc:  # BEGIN or COMMIT failed
-            log.exception("commit of a write failed")
-            with contextlib.suppress(Exception):
-                await self._writer.execute("ROLLBACK")
-            ok, value = False, exc
-        self.commits += 1
-        self.writes += 1
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a write function's coroutine to its end: it never suspends (see Tx)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a database write function awaited something other than its Tx")
+
+
+def _settle_all(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+    for (_fn, future), (ok, value) in zip(batch, outcomes, strict=True):
         _settle(future, ok, value)
 
 
@@ -235,17 +364,36 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    # FULL: a commit survives power loss, not just a crash; group commit pays for it.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    # Erased personal data must not linger in free pages of the file.
+    "PRAGMA secure_delete = ON",
+)
+
+
+def _connect_writer(path: str | Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 async def _connect(path: str | Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(str(path), isolation_level=None)
     conn.row_factory = aiosqlite.Row
     try:
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit survives power loss, not just a crash; group commit pays for it.
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        # Erased personal data must not linger in free pages of the file.
-        await conn.execute("PRAGMA secure_delete = ON")
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
     except BaseException:
         await conn.close()
         raise
