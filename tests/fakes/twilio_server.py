@@ -66,6 +66,7 @@ class FakeTwilio:
     _runner: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
+    _closing: bool = False
 
     async def start(self, port: int = 0) -> str:
         app = web.Application()
@@ -82,12 +83,16 @@ class FakeTwilio:
         return self.base_url
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._session is not None:
-            await self._session.close()
+        """Stop taking requests first, then stop the callbacks, then close their session (a
+        request still arriving must not start callbacks on a session nobody closes)."""
+        self._closing = True
         if self._runner is not None:
             await self._runner.cleanup()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
 
     def then(self, **kwargs: Any) -> FakeTwilio:
         self.script.append(Scripted(**kwargs))
@@ -128,7 +133,7 @@ class FakeTwilio:
         self.messages[sid] = resource
         self.created.append(recorded)
         callback = form.get("StatusCallback")
-        if self.send_callbacks and callback:
+        if self.send_callbacks and callback and not self._closing:
             task = asyncio.create_task(self._callbacks(callback, sid, form))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
