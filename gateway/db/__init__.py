@@ -4,7 +4,8 @@ One aiosqlite commit per row tops out near 3,400 rows/s on our machines, while o
 per batch reaches hundreds of thousands; so every write is a small function handed to
 ``Database.write``, many of them share one transaction (each in its own savepoint, so one
 failing write does not undo its neighbours), and each caller is answered only after the
-commit that holds its write.
+commit that holds its write. The batch runs on a writer thread in one trip (write functions
+await only their ``Tx``, whose calls never suspend); reads go through aiosqlite.
 """
 
 from __future__ import annotations
