@@ -14,11 +14,6 @@ from typing import Any
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][\w.]*)(?:\|([^{}]*))?\}")
 
 
-def fields(template: str) -> list[str]:
-    """The field names a template uses (to check them when it is saved)."""
-    return [m.group(1) for m in _PLACEHOLDER.finditer(template)]
-
-
 def render(template: str, values: Mapping[str, Any]) -> str:
     """Fill the placeholders; a missing or empty value takes its default (or nothing)."""
 

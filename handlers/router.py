@@ -11,7 +11,7 @@ over as arguments.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -126,6 +126,3 @@ def as_replies(result: HandlerResult, program_id: str | None) -> list[Reply]:
         return [result]
     return list(result)
 
-
-def flatten(groups: Sequence[Sequence[Reply]]) -> list[Reply]:
-    return [reply for group in groups for reply in group]

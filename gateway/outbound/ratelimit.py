@@ -84,7 +84,3 @@ class RateLimiter:
         moment keeps a message that was slow on the way out from sharing a carrier second
         with the ones after it (it costs a round trip of rate, about 0.2%)."""
         entry[0] = max(entry[0], self.clock())
-
-    def backlog_seconds(self, segments: int) -> float:
-        """How long `segments` queued segments take to go at the current rate."""
-        return segments / self.current_rate()
