@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from datetime import UTC, datetime, timedelta
@@ -253,3 +254,16 @@ def test_configuration_mistakes_are_named(make_config: ConfigFactory, change: di
     with pytest.raises(ConfigError) as caught:
         make_config(programs=PROGRAMS, **change)
     assert key in str(caught.value) and message in str(caught.value)
+
+
+async def test_two_texts_at_once_are_handled_one_after_the_other(client: Any) -> None:
+    """No lost update: each answer sees the state the other left, in some order."""
+    await text(client, "FEEDBACK")
+    first, second = await asyncio.gather(text(client, "yes"), text(client, "7"))
+    in_order = (["Rate us from 1 to 10"], ["Favourite dish? 1 Pizza 2 Pasta"])
+    # "7" first is a wrong yes/no answer (a re-prompt), then "yes" moves on.
+    reprompt = ["Sorry, I did not get that. Did you enjoy your visit? (YES/NO) Reply YES or NO"]
+    reversed_ = (["Rate us from 1 to 10"], reprompt)
+    assert (first, second) in (in_order, reversed_)
+    step = await client.app[keys.DB].fetchone("SELECT step FROM conversations")
+    assert step is not None and step[0] == ("dish" if (first, second) == in_order else "score")
