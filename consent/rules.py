@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 from consent.ledger import ConsentLedger, ConsentState, Status
 from gateway.db import Database, Tx
 from gateway.db import consent as sql
-from gateway.db.profiles import get as get_profile
 from gateway.db.profiles import get_many as get_profiles
-from gateway.db.profiles import suppressed_many, suppressed_since
+from gateway.db.profiles import suppressed_many
 from gateway.profiles import Profile, derived_time_zones
 
 
@@ -156,22 +155,7 @@ class ConsentRules:
 
     async def decide(self, db: Database | Tx, phone: str, program_id: str, purpose: Purpose,
                      at: datetime) -> Decision:
-        policy = self.policies.get(program_id)
-        if policy is None:
-            raise KeyError(f"unknown program {program_id!r}")
-        state = await self.ledger.state(db, phone, program_id)
-        row = await get_profile(db, phone)
-        zones = (Profile.from_row(row).effective_time_zones if row
-                 else derived_time_zones(phone))
-        windows = [c.window for c in (policy.program_cap, policy.overall_cap) if c]
-        sends: list[tuple[str | None, str]] = []
-        if purpose is Purpose.MARKETING and windows:
-            sends = await sql.marketing_sends(db, phone, at - max(windows))
-        all_sends = [datetime.fromisoformat(t) for _, t in sends]
-        program_sends = [datetime.fromisoformat(t) for p, t in sends if p == program_id]
-        return decide(state=state, purpose=purpose, at=at, zones=zones, policy=policy,
-                      program_sends=program_sends, all_sends=all_sends,
-                      suppressed_since=await suppressed_since(db, phone))
+        return (await self.decide_many(db, [(phone, program_id, purpose)], at))[0]
 
     async def decide_many(self, db: Database | Tx, items: Sequence[tuple[str, str, Purpose]],
                           at: datetime) -> list[Decision]:

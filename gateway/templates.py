@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.profiles import Profile
 
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][\w.]*)(?:\|([^{}]*))?\}")
 
@@ -25,3 +28,10 @@ def render(template: str, values: Mapping[str, Any]) -> str:
         return default if value in (None, "") else str(value)
 
     return _PLACEHOLDER.sub(fill, template)
+
+
+def profile_values(profile: Profile | None, phone: str) -> dict[str, Any]:
+    """What a template may use for one customer: attributes, then the profile's fields."""
+    if profile is None:
+        return {"phone": phone}
+    return {**profile.attributes, **profile.to_dict(derived=False)}

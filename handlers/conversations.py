@@ -19,7 +19,7 @@ from gateway.db import Row, Tx
 from gateway.db import conversations as sql
 from gateway.models import InboundMessage, Reply
 from gateway.profiles import ProfileChanges, ProfileStore
-from gateway.templates import render
+from gateway.templates import profile_values, render
 from gateway.text import ASCII_DIGITS, normalise
 
 YES = frozenset({"yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "si", "oui", "ja",
@@ -188,7 +188,4 @@ class Conversations:
         return Reply(render(step.prompt, await self._values(tx, msg)), flow.program_id)
 
     async def _values(self, tx: Tx, msg: InboundMessage) -> dict[str, Any]:
-        profile = await self.profiles.load(tx, msg.from_number)
-        if profile is None:
-            return {"phone": msg.from_number}
-        return {**profile.attributes, **profile.to_dict(derived=False)}
+        return profile_values(await self.profiles.load(tx, msg.from_number), msg.from_number)

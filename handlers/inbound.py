@@ -24,7 +24,7 @@ from gateway.db.conversations import replies_since
 from gateway.models import InboundMessage, Reply
 from gateway.phone import mask
 from gateway.profiles import ProfileStore
-from gateway.templates import render
+from gateway.templates import profile_values, render
 from handlers.conversations import Conversations
 from handlers.router import Context, Router, as_replies
 
@@ -74,8 +74,7 @@ class InboundRouter:
             ctx = Context(tx, msg, "", [], program, profile, self.profiles, self.conversations)
             return as_replies(await handler(ctx), program)
         if self.fallback_reply:
-            values = {**(profile.attributes if profile else {}),
-                      **(profile.to_dict(derived=False) if profile else {})}
+            values = profile_values(profile, msg.from_number)
             return [Reply(render(self.fallback_reply, values), program)]
         return []
 

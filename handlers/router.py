@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.models import InboundMessage, Reply
+from gateway.templates import profile_values
 from gateway.text import normalise, words
 
 if TYPE_CHECKING:
@@ -53,9 +54,7 @@ class Context:
 
     def values(self) -> dict[str, Any]:
         """Fields for templates: the profile's, its attributes, the arguments."""
-        base = self.profile.to_dict(derived=False) if self.profile else {"phone": self.phone}
-        return {**(self.profile.attributes if self.profile else {}), **base,
-                "args": " ".join(self.args)}
+        return {**profile_values(self.profile, self.phone), "args": " ".join(self.args)}
 
     async def start_conversation(self, flow_id: str) -> list[Reply]:
         return await self.conversations.start(self.tx, self.msg, flow_id)

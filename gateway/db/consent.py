@@ -107,16 +107,6 @@ _SENT = "COALESCE(sending_at, sent_at)"
 _COUNTED = "status NOT IN ('queued', 'deferred', 'cancelled', 'expired', 'failed')"
 
 
-async def marketing_sends(db: Database | Tx, phone: str, since: datetime
-                          ) -> list[tuple[str | None, str]]:
-    """(program, sent_at) of marketing messages to `phone` sent since `since`."""
-    rows = await db.fetchall(
-        f"SELECT program_id, {_SENT} AS at FROM outbound_messages WHERE to_number = ?"
-        f" AND purpose = 'marketing' AND {_COUNTED} AND {_SENT} >= ? ORDER BY at",
-        (phone, isoformat(since)))
-    return [(r[0], r[1]) for r in rows]
-
-
 async def statuses_many(db: Database | Tx, phones: Sequence[str]) -> list[Row]:
     return await db.fetchall(
         f"SELECT * FROM consent_status WHERE phone IN ({marks(phones)})", tuple(phones))

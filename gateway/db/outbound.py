@@ -16,9 +16,6 @@ from gateway.db import Database, Row, Tx, dumps, marks
 #: Statuses a message can still leave; the others are final (receipts aside).
 PENDING = ("queued", "deferred", "sending")
 
-_RANK_SQL = ("CASE status WHEN 'queued' THEN 0 WHEN 'deferred' THEN 0 WHEN 'sending' THEN 1"
-             " WHEN 'sent' THEN 2 WHEN 'read' THEN 4 ELSE 3 END")
-
 COLUMNS = ("id, from_number, to_number, body, status, provider, provider_sid, error_code,"
            " error_message, created_at, updated_at, program_id, purpose, sent_at,"
            " consent_event_id, in_reply_to, encoding, segments, priority, attempts,"
@@ -105,7 +102,8 @@ async def set_sent(tx: Tx, rows: Sequence[tuple[str, str, int | None, str, int]]
         f"UPDATE outbound_messages SET provider = ?1, provider_sid = ?2,"
         f" segments = COALESCE(?3, segments), sent_at = ?4, updated_at = ?4,"
         f" next_attempt_at = NULL, error_code = NULL, error_message = NULL, reason = NULL,"
-        f" status = CASE WHEN {_RANK_SQL} < 2 THEN 'sent' ELSE status END WHERE id = ?5", rows)
+        f" status = CASE WHEN status IN {PENDING} THEN 'sent' ELSE status END WHERE id = ?5",
+        rows)
 
 
 async def set_reconcile(tx: Tx, rows: Sequence[tuple[str, str | None, str | None, str, int]]

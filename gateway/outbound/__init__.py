@@ -8,7 +8,7 @@ looked up at the provider before anything is sent again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ class Outbound:
 
     def __init__(self, config: Config, db: Database, provider: Provider, consent: Consent,
                  clock: Clock, watch: OptOutWatch, metrics: OutboundMetrics, *,
-                 committed: Any = lambda: None) -> None:
+                 committed: Callable[[], None] = lambda: None) -> None:
         self.config, self.db, self.clock = config, db, clock
         self.outbox = Outbox(config)
         self.watch = watch

@@ -73,7 +73,11 @@ class Outcome:
     sid: str | None = None
     segments: int | None = None
     error: SendError | None = None
-    stopped_from: str | None = None  # 21610: the short code the carrier blocks
+
+    @property
+    def contact_stopped(self) -> bool:
+        """21610: the recipient opted out at the carrier."""
+        return self.error is not None and self.error.kind is SendErrorKind.CONTACT_STOPPED
 
 
 class Dispatcher:
@@ -312,8 +316,6 @@ class Dispatcher:
             self.limiter.slow_down(self.config.slow_down_factor, self.config.slow_down_seconds)
             log.warning("provider says 429 for %s: slowing to %.0f%% for %gs", self.short_code,
                         self.config.slow_down_factor * 100, self.config.slow_down_seconds)
-        if exc.kind is SendErrorKind.CONTACT_STOPPED:
-            return Outcome(message, "failed", now, error=exc, stopped_from=self.short_code)
         if not exc.transient:
             return Outcome(message, "failed", now, error=exc)
         if exc.outcome_unknown:
@@ -398,7 +400,7 @@ class Dispatcher:
         await sql.set_reconcile(tx, unknown)
         await sql.add_events(tx, events)
         for o in outcomes:
-            if o.stopped_from is not None:
+            if o.kind == "failed" and o.contact_stopped:
                 await self._carrier_opt_out(tx, o)
 
     def _retry(self, o: Outcome, waiting: list[Any], final: list[Any], events: list[Any]

@@ -7,7 +7,9 @@ or a proxy); everything else — auth, form encoding, error parsing — is the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -82,22 +84,17 @@ class TwilioProvider:
             raise RuntimeError("TwilioProvider.start() was not awaited")
         return self._client
 
-    async def send(self, sms: OutgoingSMS) -> SendResult:
-        sender: dict[str, str] = {}
-        if self.config.messaging_service_sid:
-            sender["messaging_service_sid"] = self.config.messaging_service_sid
-        else:
-            sender["from_"] = sms.from_number
+    @contextlib.asynccontextmanager
+    async def _calling(self) -> AsyncIterator[None]:
+        """One call to Twilio, bounded in time, its failures in our taxonomy."""
         try:
             # The async client ignores its own `timeout` setting (twilio 9.13), so bound it here.
             async with asyncio.timeout(self.config.timeout_seconds):
-                message = await self.client.messages.create_async(
-                    to=sms.to_number, body=sms.body,
-                    status_callback=sms.status_callback or None, **sender)
+                yield
         except TwilioRestException as exc:
             raise classify(exc) from exc
         except TimeoutError as exc:
-            # The request may have reached Twilio: the pipeline must look it up before resending.
+            # A send may have reached Twilio: the pipeline must look it up before resending.
             raise SendError(SendErrorKind.TIMEOUT,
                             detail=f"no answer from Twilio within "
                                    f"{self.config.timeout_seconds:g}s") from exc
@@ -107,6 +104,17 @@ class TwilioProvider:
         except aiohttp.ClientError as exc:
             raise SendError(SendErrorKind.INTERRUPTED,
                             detail=f"connection to Twilio broke: {exc}") from exc
+
+    async def send(self, sms: OutgoingSMS) -> SendResult:
+        sender: dict[str, str] = {}
+        if self.config.messaging_service_sid:
+            sender["messaging_service_sid"] = self.config.messaging_service_sid
+        else:
+            sender["from_"] = sms.from_number
+        async with self._calling():
+            message = await self.client.messages.create_async(
+                to=sms.to_number, body=sms.body,
+                status_callback=sms.status_callback or None, **sender)
         log.info("twilio accepted %s → %s as %s (%s)", sms.from_number, mask(sms.to_number),
                  message.sid, message.status)
         segments = int(message.num_segments) if message.num_segments else None
@@ -119,17 +127,9 @@ class TwilioProvider:
         sender: dict[str, str] = {}
         if not self.config.messaging_service_sid:  # a service picks its own sender
             sender["from_"] = sms.from_number
-        try:
-            async with asyncio.timeout(self.config.timeout_seconds):
-                found = await self.client.messages.list_async(to=sms.to_number, limit=100,
-                                                              **sender)
-        except TwilioRestException as exc:
-            raise classify(exc) from exc
-        except TimeoutError as exc:
-            raise SendError(SendErrorKind.TIMEOUT, detail="no answer from Twilio") from exc
-        except aiohttp.ClientError as exc:
-            raise SendError(SendErrorKind.CONNECTION,
-                            detail=f"cannot reach Twilio: {exc}") from exc
+        async with self._calling():
+            found = await self.client.messages.list_async(to=sms.to_number, limit=100,
+                                                          **sender)
         out = [ProviderMessage(
             sid=str(m.sid), to_number=str(m.to), from_number=str(m.from_), body=str(m.body),
             status=str(m.status), created_at=m.date_created,
