@@ -44,7 +44,7 @@ class ConsentResponder:
         row = await get_profile(tx, msg.from_number)
         language = row["language"] if row else None
         if join is not None:
-            return await self._join(tx, msg, join, language)
+            return await self.join(tx, msg, join, language)
         if found.intent is Intent.OPT_OUT:
             return await self._opt_out(tx, msg, found, language)
         if found.intent is Intent.HELP:
@@ -139,8 +139,10 @@ class ConsentResponder:
         return {e.program_id for e in await self.ledger.history(tx, phone)
                 if e.kind in (Kind.OPT_IN_CONFIRMED, Kind.RE_OPT_IN, Kind.IMPORTED)}
 
-    async def _join(self, tx: Tx, msg: InboundMessage, program: Program,
-                    language: str | None) -> Outcome:
+    async def join(self, tx: Tx, msg: InboundMessage, program: Program,
+                   language: str | None) -> Outcome:
+        """The customer asked to join `program` (its keyword, or a pull campaign that joins):
+        a confirmation request under double opt-in, else the welcome."""
         texts = program.text(language)
         state = await self.ledger.state(tx, msg.from_number, program.id)
         outcome = Outcome(Intent.OPT_IN)

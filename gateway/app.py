@@ -12,19 +12,28 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from campaigns import Campaigns, PullCampaigns
 from consent import Consent, ConsentEvent, Kind
 from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database
 from gateway.db.messages import outbound_counts
-from gateway.http import api, consent_api, health, messages_api, profiles_api, webhooks
+from gateway.http import (
+    api,
+    campaigns_api,
+    consent_api,
+    health,
+    messages_api,
+    profiles_api,
+    webhooks,
+)
 from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics, Labels
-from gateway.outbound import OptOutWatch, Outbound
+from gateway.outbound import CampaignHolds, OptOutWatch, Outbound
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
@@ -43,6 +52,8 @@ log = logging.getLogger(__name__)
 OPT_OUT_WATCH = web.AppKey("opt_out_watch", OptOutWatch)
 OUTBOUND_METRICS = web.AppKey("outbound_metrics", OutboundMetrics)
 ROUTER = web.AppKey("router", Router)
+HOLDS = web.AppKey("campaign_holds", CampaignHolds)
+PULL = web.AppKey("pull_campaigns", PullCampaigns)
 
 
 def create_app(config: Config, *, clock: Clock | None = None,
@@ -57,13 +68,14 @@ def create_app(config: Config, *, clock: Clock | None = None,
     app[keys.LIFECYCLE] = Lifecycle()
     app[ROUTER] = router or Router()
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, workers_ctx, sync_ctx,
-                            services_ctx, provider_ctx, outbound_ctx])
+                            services_ctx, provider_ctx, outbound_ctx, campaigns_ctx])
     app.add_routes(webhooks.routes)
     app.add_routes(health.routes)
     app.add_routes(api.routes)
     app.add_routes(profiles_api.routes)
     app.add_routes(consent_api.routes)
     app.add_routes(messages_api.routes)
+    app.add_routes(campaigns_api.routes)
     return app
 
 
@@ -141,6 +153,10 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
     router = config_router(config)
     router.include(app[ROUTER])  # handlers written in Python match after configured ones
+    app[HOLDS] = CampaignHolds()
+    pull = app[PULL] = PullCampaigns(config, consent, router)
+    await pull.load(db, config)
+    router.source(pull.match)  # pull campaigns' keywords, after every fixed one
     conversations = Conversations({c.id: Flow(c) for c in config.conversations},
                                   app[keys.PROFILES])
     answer = InboundRouter(config, consent, app[keys.PROFILES], router, conversations,
@@ -177,7 +193,7 @@ async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
     """The senders: started last, stopped first (before the provider and database close)."""
     outbound = Outbound(app[keys.CONFIG], app[keys.DB], app[keys.PROVIDER], app[keys.CONSENT],
                         app[keys.CLOCK], app[OPT_OUT_WATCH], app[OUTBOUND_METRICS],
-                        committed=app[keys.SYNC].wake)
+                        holds=app[HOLDS], committed=app[keys.SYNC].wake)
     app[keys.OUTBOUND] = outbound
     names = [f"outbound:{code}" for code in outbound.dispatchers]
     for name, dispatcher in zip(names, outbound.dispatchers.values(), strict=True):
@@ -200,3 +216,15 @@ async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for name in names:
         await app[keys.WORKERS].stop(name)
+
+
+async def campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Schedules and runs: started after the senders, stopped before them."""
+    pull = app[PULL]
+    service = Campaigns(app[keys.CONFIG], app[keys.DB], app[keys.PROFILES], app[keys.CLOCK],
+                        app[HOLDS], wake=app[keys.OUTBOUND].wake, on_change=pull.update,
+                        check_keywords=pull.check_keywords)
+    app[keys.CAMPAIGNS] = service
+    app[keys.WORKERS].start("campaigns", service.run)
+    yield
+    await app[keys.WORKERS].stop("campaigns")

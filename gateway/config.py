@@ -227,6 +227,22 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class CampaignsConfig:
+    #: Recipients queued per transaction while a run streams its audience out.
+    batch_size: int = 500
+    #: A run queues no further while this many of its messages wait, ready, for the sender:
+    #: pausing stays cheap and the audience never piles up in the send queue.
+    queue_ahead: int = 2000
+    #: Audience members written per transaction when a run fixes its recipients.
+    materialise_chunk: int = 20000
+    #: A run missed while the gateway was down runs at start if it is at most this late;
+    #: later, it is recorded as missed.
+    missed_run_grace_minutes: float = 60.0
+    #: A reply or an opt-out this long after a campaign's message is counted for it.
+    attribution_hours: float = 48.0
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     tokens: tuple[Secret, ...] = ()
 
@@ -275,6 +291,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
     keywords: tuple[KeywordConfig, ...] = ()
     conversations: tuple[ConversationConfig, ...] = ()
@@ -618,6 +635,13 @@ def _check_outbound(config: Config, fail: typing.Callable[[str, str], typing.NoR
         fail("outbound.slow_down_factor", "must be greater than 0 and at most 1")
     if not 1 <= out.max_body_chars <= 1600:
         fail("outbound.max_body_chars", "must be from 1 to 1600 (Twilio's limit)")
+    camp = config.campaigns
+    for name in ("batch_size", "queue_ahead", "materialise_chunk"):
+        if not 1 <= getattr(camp, name) <= 1_000_000:
+            fail(f"campaigns.{name}", "must be from 1 to 1000000")
+    for name in ("missed_run_grace_minutes", "attribution_hours"):
+        if getattr(camp, name) < 0:
+            fail(f"campaigns.{name}", "must not be negative")
     if config.provider.messages_per_second < 0:
         fail("provider.messages_per_second", "must not be negative (0: no account limit)")
     for i, program in enumerate(config.programs):

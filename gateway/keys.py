@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from campaigns import Campaigns
 from consent import Consent
 from gateway.clock import Clock
 from gateway.config import Config
@@ -31,3 +32,4 @@ SYNC = web.AppKey("sync", SyncHub)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CONSENT = web.AppKey("consent", Consent)
 OUTBOUND = web.AppKey("outbound", Outbound)
+CAMPAIGNS = web.AppKey("campaigns", Campaigns)

@@ -419,6 +419,12 @@ class ProfileStore:
         await self._timeline_batch(tx, [(phone, "message.out", data, at, (1, 0, 0))
                                         for phone, data in sent])
 
+    async def on_campaign(self, tx: Tx, items: Sequence[tuple[str, str, dict[str, Any]]],
+                          at: datetime) -> None:
+        """Campaign membership as (phone, event type, details), e.g. ``campaign.queued``."""
+        await self._timeline_batch(tx, [(phone, type_, data, at, (0, 0, 0))
+                                        for phone, type_, data in items])
+
     async def on_status(self, tx: Tx, update: StatusUpdate) -> None:
         """A receipt for a message to a known customer lands on their profile."""
         await self.on_statuses(tx, [update])

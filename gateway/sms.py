@@ -30,3 +30,9 @@ def segment(body: str) -> Segmentation:
     if units <= single:
         return Segmentation(encoding, units, 1 if units else 0)
     return Segmentation(encoding, units, -(-units // multi))
+
+
+def non_gsm(body: str) -> list[str]:
+    """The characters that force UCS-2 (and so double the cost), in order of appearance."""
+    return list(dict.fromkeys(ch for ch in body
+                              if ch not in _GSM_BASIC and ch not in _GSM_EXTENDED))

@@ -30,6 +30,18 @@ def render(template: str, values: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(fill, template)
 
 
+def placeholders(template: str) -> list[str]:
+    """The field names a template uses, in order."""
+    return [m.group(1) for m in _PLACEHOLDER.finditer(template)]
+
+
+def malformed(template: str) -> str | None:
+    """The first ``{...}`` that is not a placeholder (a typo would otherwise be sent as is)."""
+    stripped = _PLACEHOLDER.sub("", template)
+    found = re.search(r"\{[^{}]*\}?|\}", stripped)
+    return found.group(0) if found else None
+
+
 def profile_values(profile: Profile | None, phone: str) -> dict[str, Any]:
     """What a template may use for one customer: attributes, then the profile's fields."""
     if profile is None:

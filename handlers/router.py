@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 HandlerResult = list[Reply] | Reply | str | None
 Handler = Callable[["Context"], Awaitable[HandlerResult]]
+#: Keywords that change while the gateway runs (pull campaigns): asked after the fixed ones.
+Source = Callable[[str, list[str]], "tuple[Route, list[str]] | None"]
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
         self.fallbacks: list[tuple[str | None, Handler]] = []
+        self.sources: list[Source] = []
 
     def keyword(self, *keywords: str, short_code: str | None = None,
                 program: str | None = None) -> Callable[[Handler], Handler]:
@@ -96,10 +99,15 @@ class Router:
 
         return register
 
+    def source(self, source: Source) -> None:
+        """Register keywords that come and go at run time, matched after the fixed ones."""
+        self.sources.append(source)
+
     def include(self, other: Router) -> None:
         """Add another router's routes after this one's (they match later)."""
         self.routes.extend(other.routes)
         self.fallbacks.extend(other.fallbacks)
+        self.sources.extend(other.sources)
 
     def match(self, short_code: str, text: str) -> tuple[Route, list[str]] | None:
         """The first route whose keyword starts the text, and the words after it."""
@@ -110,6 +118,10 @@ class Router:
             size = len(route.words)
             if tuple(tokens[:size]) == route.words:
                 return route, tokens[size:]
+        for source in self.sources:
+            found = source(short_code, tokens)
+            if found is not None:
+                return found
         return None
 
     def fallback_for(self, short_code: str) -> Handler | None:

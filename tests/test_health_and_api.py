@@ -30,7 +30,7 @@ async def test_readyz_when_everything_runs(client: Any) -> None:
     body = await response.json()
     assert body == {"status": "ready",
                     "checks": {"database": "ok", "worker:sandbox-receipts": "ok",
-                               "worker:outbound:12345": "ok"}}
+                               "worker:outbound:12345": "ok", "worker:campaigns": "ok"}}
 
 
 async def test_readyz_fails_when_a_worker_stops(client: Any) -> None:

@@ -60,7 +60,7 @@ async def release_due(tx: Tx, from_number: str, now: datetime) -> int:
 async def ready(tx: Tx, from_number: str, limit: int) -> list[Row]:
     return await tx.fetchall(
         "SELECT id, to_number, body, program_id, purpose, segments, expires_at, attempts,"
-        " created_at, fixed_expiry FROM outbound_messages WHERE from_number = ?"
+        " created_at, fixed_expiry, campaign_id FROM outbound_messages WHERE from_number = ?"
         " AND status = 'queued'"
         " AND next_attempt_at IS NULL ORDER BY priority, id LIMIT ?", (from_number, limit))
 

@@ -55,12 +55,12 @@ def compile_segment(segment: Any, path: str = "segment", depth: int = 0
         name = segment["field"]
         if name not in _FIELDS:
             raise BadRequest(f"{path}.field: {name!r} is not one of {sorted(_FIELDS)}")
-        return _compare(name, segment, path)
+        return _compare(f"profiles.{name}", segment, path)
     if "activity" in segment:
         name = segment["activity"]
         if name not in _ACTIVITY:
             raise BadRequest(f"{path}.activity: {name!r} is not one of {sorted(_ACTIVITY)}")
-        return _compare(name, segment, path)
+        return _compare(f"profiles.{name}", segment, path)
     if "attribute" in segment:
         name = segment["attribute"]
         if not isinstance(name, str) or not _ATTRIBUTE.match(name):

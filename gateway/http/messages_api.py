@@ -24,8 +24,8 @@ from gateway.phone import to_e164
 
 routes = web.RouteTableDef()
 
-STATUSES = ("queued", "deferred", "sending", "sent", "delivered", "undelivered", "failed",
-            "cancelled", "expired")
+STATUSES = ("queued", "deferred", "sending", "sent", "delivered", "undelivered",
+            "failed", "cancelled", "expired")
 _FIELDS = {"to", "body", "program", "purpose", "validity_seconds", "send_at"}
 
 

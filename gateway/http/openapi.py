@@ -390,3 +390,101 @@ SPEC["paths"].update(PROFILE_PATHS)
 SPEC["paths"].update(CONSENT_PATHS)
 SPEC["paths"].update(MESSAGE_PATHS)
 SPEC["components"]["schemas"].update(PROFILE_SCHEMAS)
+
+_CAMPAIGN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CAMPAIGN_STATUS = ["draft", "scheduled", "running", "paused", "completed", "cancelled"]
+_DEFINITION = {
+    "type": "object", "required": ["name", "program"],
+    "description": "A push campaign (template or variants, audience, schedule) or a pull "
+                   "campaign (kind 'pull', keywords, window, outside_reply, join, "
+                   "exhausted_reply; {code} in the template hands out a coupon code).",
+    "properties": {
+        "name": {"type": "string"}, "program": {"type": "string"},
+        "kind": {"enum": ["push", "pull"], "default": "push"},
+        "template": {"type": "string",
+                     "description": "Placeholders {field} or {field|default}: first_name, "
+                                    "last_name, email, language, time_zone, phone, "
+                                    "attributes.NAME (and code in a pull campaign)."},
+        "variants": {"type": "array", "minItems": 2, "items": {
+            "type": "object", "required": ["name", "template", "percent"], "properties": {
+                "name": {"type": "string"}, "template": {"type": "string"},
+                "percent": {"type": "integer", "minimum": 1, "maximum": 99}}}},
+        "audience": {"type": ["object", "null"],
+                     "description": "A segment (as in GET /api/v1/profiles?segment=); always "
+                                    "intersected with the program's opted-in numbers."},
+        "schedule": {"type": ["object", "null"], "description":
+                     "{\"now\": true} | {\"at\": date-time} | {\"cron\": \"0 10 * * MON\", "
+                     "\"time_zone\": ..., \"until\": ...} | {\"local_time\": \"10:00\", "
+                     "\"date\": \"YYYY-MM-DD\"} (each recipient's own time zone)"},
+        "validity_minutes": {"type": "number"},
+        "keywords": {"type": "array", "items": {"type": "string"}},
+        "starts_at": {"type": "string", "format": "date-time"},
+        "ends_at": {"type": "string", "format": "date-time"},
+        "outside_reply": {"type": "string"}, "exhausted_reply": {"type": "string"},
+        "join": {"type": "boolean"}}}
+_CAMPAIGN = {"type": "object", "properties": {
+    "id": {"type": "string"}, "name": {"type": "string"}, "kind": {"enum": ["push", "pull"]},
+    "program": {"type": "string"}, "status": {"enum": _CAMPAIGN_STATUS},
+    "next_run_at": {"type": ["string", "null"]}, "definition": _DEFINITION,
+    "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
+_CAMPAIGN_OK = {"200": _json(_CAMPAIGN, "The campaign")}
+
+
+def _action(summary: str, operation_id: str) -> dict[str, Any]:
+    return {"post": _op(summary, operation_id, _CAMPAIGN_OK, params=[_CAMPAIGN_ID],
+                        errors=("404", "409"))}
+
+
+CAMPAIGN_PATHS: dict[str, Any] = {
+    "/api/v1/campaigns": {
+        "post": _op("Create a campaign (a draft)", "createCampaign",
+                    {"201": _json(_CAMPAIGN, "Created")}, errors=("400", "409"),
+                    body={"required": True, "content": {"application/json": {
+                        "schema": _DEFINITION}}}),
+        "get": _op("Campaigns, newest first", "listCampaigns", {"200": _json({
+            "type": "object", "properties": {"campaigns": {"type": "array", "items": _CAMPAIGN},
+                                             "next_cursor": {"type": ["string", "null"]}}},
+            "Campaigns")}, params=[
+                {"name": "status", "in": "query", "schema": {"enum": _CAMPAIGN_STATUS}},
+                {"name": "kind", "in": "query", "schema": {"enum": ["push", "pull"]}},
+                _CURSOR, _LIMIT])},
+    "/api/v1/campaigns/{id}": {
+        "get": _op("A campaign and its runs", "getCampaign", {"200": _json({"allOf": [
+            _CAMPAIGN, {"type": "object", "properties": {"runs": {"type": "array", "items": {
+                "type": "object", "properties": {
+                    "id": {"type": "integer"}, "scheduled_for": {"type": "string"},
+                    "status": {"enum": ["materialising", "queuing", "sending", "completed",
+                                        "missed", "cancelled"]},
+                    "audience": {"type": "integer"}}}}}}]}, "The campaign")},
+                   params=[_CAMPAIGN_ID], errors=("404",)),
+        "patch": _op("Change a draft (fields as in createCampaign)", "updateCampaign",
+                     _CAMPAIGN_OK, params=[_CAMPAIGN_ID], errors=("400", "404", "409"),
+                     body={"required": True, "content": {"application/json": {
+                         "schema": {"type": "object"}}}})},
+    "/api/v1/campaigns/{id}/preview": {"post": _op(
+        "Audience size, encoding and segments per variant, a few rendered samples",
+        "previewCampaign", {"200": _json({"type": "object"}, "Preview")},
+        params=[_CAMPAIGN_ID], errors=("404",))},
+    "/api/v1/campaigns/{id}/schedule": {"post": _op(
+        "Schedule a draft (the body, if any, is the schedule)", "scheduleCampaign",
+        _CAMPAIGN_OK, params=[_CAMPAIGN_ID], errors=("400", "404", "409"),
+        body={"required": False, "content": {"application/json": {"schema": {
+            "type": "object"}}}})},
+    "/api/v1/campaigns/{id}/pause": _action("Pause: nothing more leaves from now on",
+                                            "pauseCampaign"),
+    "/api/v1/campaigns/{id}/resume": _action("Resume a paused campaign", "resumeCampaign"),
+    "/api/v1/campaigns/{id}/cancel": _action("Cancel: what has not left never will",
+                                             "cancelCampaign"),
+    "/api/v1/campaigns/{id}/stats": {"get": _op(
+        "Audience, skipped by reason, sent, delivered, failed by error code, replies and "
+        "opt-outs (per variant); for a pull campaign hits, customers and codes",
+        "getCampaignStats", {"200": _json({"type": "object"}, "Stats")},
+        params=[_CAMPAIGN_ID], errors=("404",))},
+    "/api/v1/campaigns/{id}/codes": {"post": _op(
+        "Add coupon codes to a pull campaign's pool", "addCampaignCodes",
+        {"200": _json({"type": "object"}, "Pool size")}, params=[_CAMPAIGN_ID],
+        errors=("400", "404", "409"), body={"required": True, "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "codes": {"type": "array", "items": {"type": "string"}}}}}}})},
+}
+SPEC["paths"].update(CAMPAIGN_PATHS)

@@ -21,10 +21,11 @@ from gateway.outbound.dispatcher import Dispatcher
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.outbound.outbox import NewMessage, Outbox, Priority, QueueRefused
 from gateway.outbound.ratelimit import RateLimiter
-from gateway.outbound.watch import OptOutWatch
+from gateway.outbound.watch import CampaignHolds, OptOutWatch
 from gateway.providers import Provider
 
-__all__ = ["NewMessage", "OptOutWatch", "Outbound", "Outbox", "Priority", "QueueRefused"]
+__all__ = ["CampaignHolds", "NewMessage", "OptOutWatch", "Outbound", "Outbox", "Priority",
+           "QueueRefused"]
 
 
 class Outbound:
@@ -32,10 +33,12 @@ class Outbound:
 
     def __init__(self, config: Config, db: Database, provider: Provider, consent: Consent,
                  clock: Clock, watch: OptOutWatch, metrics: OutboundMetrics, *,
+                 holds: CampaignHolds | None = None,
                  committed: Callable[[], None] = lambda: None) -> None:
         self.config, self.db, self.clock = config, db, clock
         self.outbox = Outbox(config)
         self.watch = watch
+        self.holds = holds or CampaignHolds()
         account = (RateLimiter(config.provider.messages_per_second)
                    if config.provider.messages_per_second > 0 else None)
         per_program = {p.id: RateLimiter(p.messages_per_second) for p in config.programs
@@ -53,7 +56,8 @@ class Outbound:
                 config=config.outbound,
                 limiter=RateLimiter(sc.messages_per_second),
                 limiters=limiters, watch=watch,
-                metrics=metrics, status_url=status_url, committed=committed)
+                metrics=metrics, status_url=status_url, holds=self.holds,
+                committed=committed)
             for sc in config.short_codes}
 
     async def queue(self, messages: Sequence[NewMessage], at: datetime | None = None

@@ -29,11 +29,12 @@ from consent import CarrierOptOuts, ConsentRules, Decision, Purpose, Verdict
 from gateway.clock import Clock, isoformat
 from gateway.config import OutboundConfig
 from gateway.db import Database, Row, Tx
+from gateway.db import campaigns as campaign_sql
 from gateway.db import outbound as sql
 from gateway.models import OutgoingSMS, StatusUpdate
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.outbound.ratelimit import RateLimiter
-from gateway.outbound.watch import OptOutWatch
+from gateway.outbound.watch import CampaignHolds, OptOutWatch
 from gateway.phone import mask
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider, SendError, SendErrorKind
@@ -61,6 +62,7 @@ class Claimed:
     attempts: int
     expires_at: datetime
     claimed: float  # monotonic time of the claim: opt-outs noticed after it win
+    campaign_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,14 @@ class Dispatcher:
                  config: OutboundConfig, limiter: RateLimiter,
                  limiters: Callable[[str | None], Sequence[RateLimiter]],
                  watch: OptOutWatch, metrics: OutboundMetrics, status_url: str,
+                 holds: CampaignHolds | None = None,
                  committed: Callable[[], None] = lambda: None) -> None:
         self.short_code, self.db, self.provider = short_code, db, provider
         self.rules, self.carrier, self.clock = rules, carrier, clock
         self.profiles = profiles
         self.config, self.limiter, self.limiters = config, limiter, limiters
         self.watch, self.metrics = watch, metrics
+        self.holds = holds or CampaignHolds()
         self.status_url = status_url
         self.committed = committed
         self._slots = asyncio.Semaphore(config.max_in_flight)
@@ -210,6 +214,11 @@ class Dispatcher:
             return []
         live = [r for r in rows if datetime.fromisoformat(r["expires_at"]) > now
                 and r["program_id"] in self.rules.policies]
+        campaigns = await campaign_sql.statuses(
+            tx, sorted({r["campaign_id"] for r in live if r["campaign_id"]}))
+        stopped = {r["id"]: campaigns.get(r["campaign_id"]) for r in live
+                   if campaigns.get(r["campaign_id"]) in ("paused", "cancelled")}
+        live = [r for r in live if r["id"] not in stopped]
         decisions = await self.rules.decide_many(
             tx, [(r["to_number"], r["program_id"], Purpose(r["purpose"])) for r in live], now)
         verdicts: dict[int, Decision] = {r["id"]: d for r, d in
@@ -219,7 +228,16 @@ class Dispatcher:
         for row in rows:
             mid, expires = row["id"], datetime.fromisoformat(row["expires_at"])
             decision = verdicts.get(mid)
-            if decision is None and row["program_id"] not in self.rules.policies:
+            if stopped.get(mid) == "paused":
+                # Held: deferred with no time, until the campaign resumes.
+                waiting.append(("deferred", "paused", None, None, None, stamp, mid))
+                events.append((mid, stamp, "held", "deferred", None,
+                               sql.detail(reason="paused")))
+            elif stopped.get(mid) == "cancelled":
+                final.append(("cancelled", "campaign_cancelled", None, None, stamp, mid))
+                events.append((mid, stamp, "cancelled", "cancelled", None,
+                               sql.detail(reason="campaign_cancelled")))
+            elif decision is None and row["program_id"] not in self.rules.policies:
                 final.append(("cancelled", "unknown_program", None, None, stamp, mid))
                 events.append((mid, stamp, "cancelled", "cancelled", None, sql.detail(
                     reason="unknown_program", program=row["program_id"])))
@@ -227,7 +245,9 @@ class Dispatcher:
                 final.append(("expired", "validity", None, None, stamp, mid))
                 events.append((mid, stamp, "expired", "expired", None,
                                sql.detail(reason="validity", expires_at=row["expires_at"])))
-            elif decision.verdict is Verdict.DENY:
+            elif decision.verdict is Verdict.DENY or (
+                    decision.reason == "frequency_cap" and row["campaign_id"]):
+                # A campaign skips a recipient over the cap rather than send days late.
                 final.append(("cancelled", decision.reason, None, None, stamp, mid))
                 events.append((mid, stamp, "cancelled", "cancelled", None,
                                sql.detail(reason=decision.reason)))
@@ -251,7 +271,7 @@ class Dispatcher:
                                sql.detail(attempt=row["attempts"] + 1)))
                 out.append(Claimed(mid, row["to_number"], row["body"], row["program_id"],
                                    row["segments"] or 1, row["attempts"] + 1, expires,
-                                   claimed_at))
+                                   claimed_at, row["campaign_id"]))
         await sql.set_sending(tx, sending)
         await sql.set_waiting(tx, waiting)
         await sql.set_expiry(tx, moved)
@@ -276,8 +296,10 @@ class Dispatcher:
             limiters = (self.limiter, *self.limiters(message.program_id))
             entries = [await limiter.acquire(message.segments) for limiter in limiters]
             self._pacing.discard(task)  # type: ignore[arg-type]
-            if self.watch.noticed_since(message.to_number, message.claimed):
-                # An opt-out for this number arrived after the claim: decide again.
+            if (self.watch.noticed_since(message.to_number, message.claimed)
+                    or self.holds.stopped(message.campaign_id)):
+                # An opt-out for this number arrived after the claim, or the campaign was
+                # paused or cancelled: decide again.
                 self._record(Outcome(message, "recheck", self.clock.now()))
                 return
             started = time.perf_counter()
@@ -382,9 +404,11 @@ class Dispatcher:
                 events.append((m.id, stamp, "outcome_unknown", "sending", code, sql.detail(
                     error=kind, message=text, lookup_at=isoformat(look))))
             elif o.kind == "recheck":
-                waiting.append(("queued", "opt_out_noticed", None, None, None, stamp, m.id))
+                why = ("campaign_stopped" if self.holds.stopped(m.campaign_id)
+                       else "opt_out_noticed")
+                waiting.append(("queued", why, None, None, None, stamp, m.id))
                 events.append((m.id, stamp, "returned", "queued", None,
-                               sql.detail(reason="opt_out_noticed")))
+                               sql.detail(reason=why)))
             else:  # retry (also a look-up that found nothing)
                 self._retry(o, waiting, final, events)
         await sql.set_sent(tx, sent)

@@ -40,3 +40,21 @@ class OptOutWatch:
         at = self._noticed.get(phone)
         return at is not None and at >= since
 
+
+
+class CampaignHolds:
+    """Paused and cancelled campaigns as the dispatchers must see them: at once. A message
+    of such a campaign claimed earlier goes back before the provider call; the claim that
+    takes it again holds or cancels it, from the campaign's status in the database."""
+
+    def __init__(self) -> None:
+        self._stopped: set[str] = set()
+
+    def stop(self, campaign_id: str) -> None:
+        self._stopped.add(campaign_id)
+
+    def resume(self, campaign_id: str) -> None:
+        self._stopped.discard(campaign_id)
+
+    def stopped(self, campaign_id: str | None) -> bool:
+        return campaign_id is not None and campaign_id in self._stopped
