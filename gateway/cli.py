@@ -1,4 +1,5 @@
-"""The `mcrm` command: serve, migrate, check-config, simulate.
+"""The `mcrm` command: serve, migrate, check-config, simulate, consent, messages, profiles,
+campaign.
 
 Errors a user can act on end as one line on stderr and exit status 2; never a traceback.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -81,6 +83,36 @@ def build_parser() -> argparse.ArgumentParser:
     erase = with_config(psub.add_parser(
         "erase", help="erase a customer's personal data; the number stays suppressed"))
     erase.add_argument("phone")
+
+    campaign = sub.add_parser("campaign", help="create, schedule and follow campaigns "
+                                               "(through the running gateway)")
+    csub2 = campaign.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
+
+    def with_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_config(p)
+        p.add_argument("--url", help="the gateway's address (default: where service.host and "
+                                     "service.port say it listens)")
+        return p
+
+    ccreate = with_url(csub2.add_parser("create", help="create a draft from a TOML/JSON file"))
+    ccreate.add_argument("--file", "-f", required=True, help="the campaign definition")
+    clist = with_url(csub2.add_parser("list", help="campaigns, newest first"))
+    clist.add_argument("--status", help="only campaigns in this status")
+    cshow = with_url(csub2.add_parser("show", help="a campaign, its runs and its stats"))
+    cshow.add_argument("id")
+    cpreview = with_url(csub2.add_parser("preview", help="audience, cost and samples"))
+    cpreview.add_argument("id")
+    csched = with_url(csub2.add_parser("schedule", help="schedule a draft"))
+    csched.add_argument("id")
+    when = csched.add_mutually_exclusive_group()
+    when.add_argument("--at", help="an ISO 8601 date-time, e.g. 2026-12-01T10:00:00+01:00")
+    when.add_argument("--now", action="store_true", help="run at once")
+    when.add_argument("--cron", help="recurring, e.g. '0 10 * * MON'")
+    when.add_argument("--local-time", help="HH:MM in each recipient's time zone (with --date)")
+    csched.add_argument("--date", help="the day of a --local-time send (YYYY-MM-DD)")
+    csched.add_argument("--time-zone", help="for --cron (and --at without an offset)")
+    for action in ("pause", "resume", "cancel"):
+        with_url(csub2.add_parser(action, help=f"{action} a campaign")).add_argument("id")
     return parser
 
 
@@ -122,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     mask_numbers=config.logging.mask_phone_numbers))
             except KeyboardInterrupt:
                 return 0
+        if args.command == "campaign":
+            return asyncio.run(_campaign(config, args))
         if args.command == "profiles":
             from gateway.profiles_cli import erase, import_file
 
@@ -183,4 +217,42 @@ async def _simulate(config: Config, args: argparse.Namespace) -> int:
         print(f"< {text}")
     if not texts:
         print("(no reply)")
+    return 0
+
+
+async def _campaign(config: Config, args: argparse.Namespace) -> int:
+    from gateway import campaigns_cli as cli
+
+    action, url = args.campaign_command, args.url
+    if action == "create":
+        cli.print_campaign(await cli.call(config, "POST", "/api/v1/campaigns",
+                                          cli.read_definition(args.file), url))
+    elif action == "list":
+        query = f"?status={args.status}" if args.status else ""
+        found = await cli.call(config, "GET", f"/api/v1/campaigns{query}", url=url)
+        cli.print_list(found["campaigns"])
+    elif action == "show":
+        shown = await cli.call(config, "GET", f"/api/v1/campaigns/{args.id}", url=url)
+        stats = await cli.call(config, "GET", f"/api/v1/campaigns/{args.id}/stats", url=url)
+        cli.print_show(shown, stats)
+    elif action == "preview":
+        print(json.dumps(await cli.call(config, "POST", f"/api/v1/campaigns/{args.id}/preview",
+                                        url=url), indent=2, ensure_ascii=False))
+    elif action == "schedule":
+        schedule: dict[str, object] | None = None
+        if args.now:
+            schedule = {"now": True}
+        elif args.at:
+            schedule = {"at": args.at}
+        elif args.cron:
+            schedule = {"cron": args.cron}
+        elif args.local_time:
+            schedule = {"local_time": args.local_time, "date": args.date}
+        if schedule is not None and args.time_zone:
+            schedule["time_zone"] = args.time_zone
+        cli.print_campaign(await cli.call(
+            config, "POST", f"/api/v1/campaigns/{args.id}/schedule", schedule, url))
+    else:
+        cli.print_campaign(await cli.call(
+            config, "POST", f"/api/v1/campaigns/{args.id}/{action}", url=url))
     return 0

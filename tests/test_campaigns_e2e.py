@@ -1,0 +1,260 @@
+"""Campaigns end to end: a real `mcrm serve` subprocess, the `mcrm campaign` CLI, the real
+twilio library against the Twilio-shaped fake (with signed receipts), and SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from consent import ConsentEvent, Kind
+from gateway.clock import SystemClock
+from gateway.config import Config, load_config
+from gateway.db import Database
+from gateway.profiles import ProfileStore
+from tests.conftest import ACCOUNT_SID, ADMIN_TOKEN, AUTH_TOKEN, eventually, free_port
+from tests.fakes.twilio_server import FakeTwilio
+
+BODY = "Acme: 20% off everything this weekend. Reply STOP to opt out."
+EVIDENCE = {"form_url": "https://acme.example/join", "ip": "203.0.113.7"}
+
+
+def write_config(folder: Path, port: int, fake_url: str, *, rate: int, batch: int = 500,
+                 ahead: int = 2000) -> Path:
+    path = folder / "config.toml"
+    path.write_text(f"""
+[service]
+port = {port}
+public_url = "http://127.0.0.1:{port}"
+
+[database]
+path = "mcrm.sqlite3"
+
+[provider]
+kind = "twilio"
+[provider.twilio]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "env:TEST_TWILIO_TOKEN"
+api_base_url = "{fake_url}"
+timeout_seconds = 2.0
+
+[[short_codes]]
+code = "12345"
+messages_per_second = {rate}
+
+[[programs]]
+id = "deals"
+name = "Acme Deals"
+short_code = "12345"
+keywords = ["JOIN"]
+help_text = "Acme Deals: help@acme.example. Reply STOP to cancel."
+quiet_hours = "always"
+
+[[programs]]
+id = "news"
+name = "Acme News"
+short_code = "12345"
+keywords = ["NEWS"]
+help_text = "Acme News: help@acme.example. Reply STOP to cancel."
+quiet_hours = "always"
+
+[outbound]
+reconcile_after_seconds = 0.5
+retry_initial_seconds = 0.1
+retry_max_seconds = 0.5
+
+[campaigns]
+batch_size = {batch}
+queue_ahead = {ahead}
+
+[api]
+tokens = ["{ADMIN_TOKEN}"]
+""", encoding="utf-8")
+    return path
+
+
+def read(config_path: Path) -> Config:
+    return load_config(config_path, environ={"TEST_TWILIO_TOKEN": AUTH_TOKEN})
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "TEST_TWILIO_TOKEN": AUTH_TOKEN, "PYTHONUNBUFFERED": "1"}
+
+
+async def seed(config_path: Path, consents: list[tuple[str, str, Kind]]) -> None:
+    """Consent as the ledger records it, written before the gateway starts."""
+    config = read(config_path)
+    db = await Database.open(config.database_path())
+    try:
+        from consent import Consent
+
+        consent = Consent(config, ProfileStore())
+        now = SystemClock().now() - timedelta(minutes=5)
+
+        async def write(tx: Any) -> None:
+            for phone, program, kind in consents:
+                await consent.ledger.record(tx, ConsentEvent(
+                    phone=phone, program_id=program, kind=kind, source="web_form",
+                    occurred_at=now, evidence=EVIDENCE))
+
+        await db.write(write)
+    finally:
+        await db.close()
+
+
+async def serve(config: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("a") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--config", str(config),
+            stdout=out, stderr=out, cwd=config.parent, env=environment())
+    port = read(config).service.port
+
+    async def up() -> bool:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(
+                    f"http://127.0.0.1:{port}/healthz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(up, seconds=20, what="the gateway answering")
+    return proc
+
+
+async def mcrm(config: Path, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args, "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=config.parent,
+        env=environment())
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, f"mcrm {' '.join(args)}: {err.decode()}"
+    return out.decode()
+
+
+async def api(config: Path, path: str) -> Any:
+    port = read(config).service.port
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{port}{path}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+def numbers(n: int, first: int) -> list[str]:
+    return [f"+1212555{first + i:04d}" for i in range(n)]
+
+
+async def test_scheduled_campaign_reaches_exactly_the_opted_in_audience(tmp_path: Path
+                                                                         ) -> None:
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
+    await fake.start()
+    proc = None
+    try:
+        config = write_config(tmp_path, free_port(), fake.base_url, rate=100)
+        opted, stopped = numbers(40, 100), numbers(5, 200)
+        pending, elsewhere = numbers(5, 300), numbers(5, 400)
+        await seed(config, [(p, "deals", Kind.OPT_IN_CONFIRMED) for p in opted + stopped]
+                   + [(p, "deals", Kind.OPT_OUT) for p in stopped]
+                   + [(p, "deals", Kind.OPT_IN_REQUESTED) for p in pending]
+                   + [(p, "news", Kind.OPT_IN_CONFIRMED) for p in elsewhere])
+        proc = await serve(config, tmp_path / "serve.log")
+        definition = tmp_path / "campaign.toml"
+        definition.write_text(f'name = "Weekend sale"\nprogram = "deals"\n'
+                              f'template = "{BODY}"\n', encoding="utf-8")
+        created = await mcrm(config, "campaign", "create", "--file", str(definition))
+        campaign_id = created.split()[0]
+        assert "draft" in created
+        at = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+        due = time.monotonic() + 3.0
+        scheduled = await mcrm(config, "campaign", "schedule", campaign_id, "--at", at)
+        assert "scheduled" in scheduled
+
+        async def completed() -> bool:
+            shown = await api(config, f"/api/v1/campaigns/{campaign_id}")
+            return bool(shown["status"] == "completed")
+
+        await eventually(completed, seconds=30, what="campaign completed")
+        reached = Counter(r.form["To"] for r in fake.created if r.form["Body"] == BODY)
+        assert reached == Counter(opted)  # each once; stopped, pending, others: nothing
+        first = min(r.at for r in fake.created if r.form["Body"] == BODY)
+        assert first >= due - 0.1, "sent before the scheduled time"
+        sids = {sid for sid, m in fake.messages.items() if m.get("body") == BODY}
+
+        async def receipts_in() -> bool:
+            stats = await api(config, f"/api/v1/campaigns/{campaign_id}/stats")
+            return bool(stats["delivered"] == len(opted))
+
+        await eventually(receipts_in, what="every receipt counted")
+        stats = await api(config, f"/api/v1/campaigns/{campaign_id}/stats")
+        assert (stats["audience"], stats["sent"], stats["delivered"], stats["failed"]) == (
+            len(opted), len(sids), len(sids), {})
+        shown = await mcrm(config, "campaign", "show", campaign_id)
+        assert "completed" in shown
+        assert f"{'delivered':<26}{len(opted):>12}" in shown
+        listed = await mcrm(config, "campaign", "list")
+        assert campaign_id in listed
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            await proc.wait()
+        await fake.close()
+
+
+async def test_sigkill_mid_run_then_restart_sends_each_message_exactly_once(
+        tmp_path: Path) -> None:
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, latency=0.02)
+    await fake.start()
+    proc = None
+    try:
+        config = write_config(tmp_path, free_port(), fake.base_url, rate=300, batch=50,
+                              ahead=100)
+        opted, stopped = numbers(1500, 1000), numbers(20, 3000)
+        await seed(config, [(p, "deals", Kind.OPT_IN_CONFIRMED) for p in opted + stopped]
+                   + [(p, "deals", Kind.OPT_OUT) for p in stopped])
+        log = tmp_path / "serve.log"
+        proc = await serve(config, log)
+        definition = tmp_path / "campaign.json"
+        definition.write_text(f'{{"name": "Flash sale", "program": "deals", '
+                              f'"template": "{BODY}"}}', encoding="utf-8")
+        campaign_id = (await mcrm(config, "campaign", "create", "--file",
+                                  str(definition))).split()[0]
+        await mcrm(config, "campaign", "schedule", campaign_id, "--now")
+        rng = random.Random(20261123)
+        for kill in range(3):
+            floor = len(fake.created)
+            await eventually(lambda f=floor: len(fake.created) > f + 20, seconds=30,
+                             what=f"sending after start #{kill + 1}")
+            await asyncio.sleep(rng.uniform(0.1, 0.5))
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            assert len(fake.created) < len(opted), "killed too late to prove anything"
+            proc = await serve(config, log)
+
+        async def completed() -> bool:
+            shown = await api(config, f"/api/v1/campaigns/{campaign_id}")
+            return bool(shown["status"] == "completed")
+
+        await eventually(completed, seconds=60, what="campaign completed after restarts")
+        await asyncio.sleep(0.5)  # anything sent twice would have arrived by now
+        reached = Counter(r.form["To"] for r in fake.created)
+        assert set(reached) == set(opted)
+        assert [p for p, n in reached.items() if n > 1] == []
+        stats = await api(config, f"/api/v1/campaigns/{campaign_id}/stats")
+        assert (stats["audience"], stats["queued"], stats["sent"], stats["pending"]) == (
+            len(opted), len(opted), len(opted), 0)
+        shown = await api(config, f"/api/v1/campaigns/{campaign_id}")
+        assert [r["status"] for r in shown["runs"]] == ["completed"]
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            await proc.wait()
+        await fake.close()
