@@ -497,3 +497,22 @@ async def test_pull_keywords_must_be_free(start: Any) -> None:
     await api(client, "POST", "/api/v1/campaigns", {**base, "keywords": ["sale"]}, expect=201)
     await api(client, "POST", f"/api/v1/campaigns/{first['id']}/codes", {"codes": []},
               expect=400)
+
+
+async def test_a_later_campaign_does_not_reach_an_erased_number(start: Any, fake: FakeTwilio
+                                                                ) -> None:
+    client = await start()
+    kept, erased = phones(2)
+    await opt_in(client, [kept, erased], first_name="Zebulon")
+    response = await client.delete(f"/api/v1/profiles/{erased}", headers=admin())
+    assert response.status == 200
+    campaign = await create(client)
+    await api(client, "POST", f"/api/v1/campaigns/{campaign['id']}/schedule", {"now": True})
+    await eventually(lambda: has_status(client, campaign["id"], "completed"),
+                     what="campaign completed")
+    assert sent_to(fake) == Counter([kept])
+    stats = await api(client, "GET", f"/api/v1/campaigns/{campaign['id']}/stats")
+    assert stats["skipped"] == {"opted_out": 1}
+    log = await api(client, "GET", f"/api/v1/messages?campaign={campaign['id']}")
+    [refused] = [m for m in log["messages"] if m["to"] == erased]
+    assert "Zebulon" not in refused["body"]  # rendered from the erased profile: no name left

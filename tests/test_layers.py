@@ -13,7 +13,8 @@ FORBIDDEN = ("aiohttp", "gateway.http", "gateway.app", "gateway.keys")
 
 @pytest.mark.parametrize("package", ["handlers.inbound", "handlers.conversations",
                                      "handlers.keywords", "handlers.router", "consent",
-                                     "campaigns", "gateway.outbound"])
+                                     "campaigns", "campaigns.service", "campaigns.pull",
+                                     "campaigns.runner", "gateway.outbound"])
 def test_no_http_below_the_edge(package: str) -> None:
     probe = (f"import sys, {package}\n"
              f"bad = sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'"

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from consent import ConsentEvent, Kind
 from gateway import keys
 from gateway.config import Config, SyncConfig, SyncEndpointConfig
 from gateway.db import sync as sync_sql
 from gateway.metrics import GatewayMetrics
 from gateway.sync import SyncRelay, sign, verify
-from tests.conftest import ConfigFactory, admin, free_port
+from tests.conftest import ConfigFactory, admin, eventually, free_port
 from tests.fakes.crm_receiver import CrmReceiver
 
 SECRET = "crm-shared-secret-0123456789"
@@ -27,9 +28,10 @@ def sync_config(make_config: ConfigFactory, url: str, **settings: Any) -> Config
     endpoint = {"name": "crm", "url": url, "secret": SECRET, "timeout_seconds": 0.5,
                 "batch_size": 20}
     endpoint.update(settings.pop("endpoint", {}))
+    other = settings.pop("other", {})
     return make_config(sync={"endpoints": [endpoint], "retry_initial_seconds": 0.02,
                              "retry_max_seconds": 0.2, "poll_interval_seconds": 0.05,
-                             **settings})
+                             **settings}, **other)
 
 
 @pytest.fixture
@@ -109,10 +111,21 @@ async def test_events_arrive_signed_in_order_with_the_current_profile(
 
 async def test_every_event_arrives_through_outage_slowness_and_errors(
         make_config: ConfigFactory, make_client: Any, receiver: CrmReceiver) -> None:
-    """The acceptance scenario: down for a while, then slow, then failing sometimes."""
-    client = await make_client(sync_config(make_config, receiver.url,
-                                           endpoint={"batch_size": 4}))
+    """The acceptance scenario: down for a while, then slow, then failing sometimes, while
+    customers text and a campaign sends (with the sandbox's receipts)."""
+    client = await make_client(sync_config(
+        make_config, receiver.url, endpoint={"batch_size": 4}, other={"programs": [{
+            "id": "deals", "name": "Deals", "short_code": "12345", "keywords": ["DEALS"],
+            "help_text": "Deals: reply STOP to cancel.", "quiet_hours": "always"}]}))
     senders = [f"+1212555{n:04d}" for n in range(8)]
+    app = client.app
+
+    async def opt_in(tx: Any) -> None:
+        for sender in senders:
+            await app[keys.CONSENT].ledger.record(tx, ConsentEvent(
+                phone=sender, program_id="deals", kind=Kind.OPT_IN_CONFIRMED,
+                source="web_form", occurred_at=app[keys.CLOCK].now(),
+                evidence={"form_url": "https://acme.example/join"}))
 
     async def customers_text(rounds: int, prefix: str) -> None:
         for r in range(rounds):
@@ -121,6 +134,13 @@ async def test_every_event_arrives_through_outage_slowness_and_errors(
             await client.patch(f"/api/v1/profiles/{senders[r % 8]}", headers=admin(),
                                json={"attributes": {"round": f"{prefix}{r}"}})
 
+    await app[keys.DB].write(opt_in)
+    created = await (await client.post("/api/v1/campaigns", headers=admin(), json={
+        "name": "Sale", "program": "deals", "template": "Hi {first_name|there}: 20% off"})
+                     ).json()
+    scheduled = await client.post(f"/api/v1/campaigns/{created['id']}/schedule",
+                                  headers=admin(), json={"now": True})
+    assert scheduled.status == 200
     await customers_text(3, "down")  # the receiver is not even listening
     await asyncio.sleep(0.3)
     status = (await (await client.get("/api/v1/sync/status", headers=admin())).json())
@@ -134,6 +154,13 @@ async def test_every_event_arrives_through_outage_slowness_and_errors(
     await wait_for(lambda: receiver.slow >= 2)
     receiver.slow_rate, receiver.fail_next, receiver.fail_rate = 0.0, 2, 0.3
     await customers_text(3, "flaky")
+
+    async def campaign_done() -> bool:
+        stats = await (await client.get(f"/api/v1/campaigns/{created['id']}/stats",
+                                        headers=admin())).json()
+        return bool(stats["delivered"] == len(senders))
+
+    await eventually(campaign_done, seconds=20, what="campaign delivered")
     expected = await all_event_ids(client)
     await wait_for(lambda: set(expected) <= set(receiver.ids()), seconds=30)
     await wait_for(lambda: receiver.in_flight == 0)
@@ -154,6 +181,9 @@ async def test_every_event_arrives_through_outage_slowness_and_errors(
         assert sequences == list(range(1, len(sequences) + 1))
     status = (await (await client.get("/api/v1/sync/status", headers=admin())).json())
     assert status["endpoints"][0]["dead_letters"] == 0
+    types = collections.Counter({e["id"]: e["type"] for e in receiver.events}.values())
+    assert types["campaign.queued"] == types["message.out"] == len(senders)
+    assert types["message.status"] >= len(senders)  # sent, delivered
 
 
 async def test_undeliverable_events_become_dead_letters_and_can_be_replayed(
