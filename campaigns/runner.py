@@ -153,6 +153,9 @@ class Runner:
         self.wake(short_code)
 
     async def _settle(self, campaign: Campaign, state: RunState) -> None:
+        run = await sql.get_run(self.db, state.run_id)
+        if run is None or run["status"] not in sql.UNFINISHED:
+            raise Stopped  # cancelled
         if await sql.has_pending(self.db, campaign.id):
             await asyncio.sleep(SETTLE_POLL_SECONDS)
             return

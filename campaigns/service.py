@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,7 +196,7 @@ class Campaigns:
             if not await sql.audience_count(self.db, spec.program_id, where, params):
                 raise Conflict("the audience is empty: nobody matching it is opted in to "
                                f"program {spec.program_id!r}")
-            spec = Spec(**{**spec.__dict__, "schedule": plan})
+            spec = replace(spec, schedule=plan)
         else:
             if spec.ends_at is not None and spec.ends_at <= now:
                 raise BadRequest(f"ends_at: {spec.ends_at.isoformat()} is in the past")
@@ -436,7 +437,8 @@ class Campaigns:
         now = self.clock.now()
 
         async def write(tx: Tx) -> None:
-            await sql.set_run(tx, run_id, "completed", now)
+            if not await sql.finish_run(tx, run_id, now):
+                return  # cancelled meanwhile
             row = await sql.get(tx, campaign_id)
             if row is None or row["status"] not in ("running", "scheduled"):
                 return

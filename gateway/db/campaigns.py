@@ -127,6 +127,13 @@ async def set_run(tx: Tx, run_id: int, status: str, at: datetime | None = None) 
                      (status, isoformat(at) if at else None, run_id))
 
 
+async def finish_run(tx: Tx, run_id: int, at: datetime) -> bool:
+    """Completed, unless it ended otherwise meanwhile (cancelled): True if it changed."""
+    return await tx.update(
+        f"UPDATE campaign_runs SET status = 'completed', finished_at = ? WHERE id = ?"
+        f" AND status IN ({marks(UNFINISHED)})", (isoformat(at), run_id, *UNFINISHED)) > 0
+
+
 # -- audience ----------------------------------------------------------------------------
 
 def _audience(where: str) -> str:
