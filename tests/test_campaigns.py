@@ -516,3 +516,25 @@ async def test_a_later_campaign_does_not_reach_an_erased_number(start: Any, fake
     log = await api(client, "GET", f"/api/v1/messages?campaign={campaign['id']}")
     [refused] = [m for m in log["messages"] if m["to"] == erased]
     assert "Zebulon" not in refused["body"]  # rendered from the erased profile: no name left
+
+
+async def test_stats_count_failures_by_error_code_and_match_the_receipts(
+        start: Any, fake: FakeTwilio) -> None:
+    client = await start()
+    audience = phones(5)
+    await opt_in(client, audience)
+    fake.then(status=400, code=21211, message="The 'To' number is not a valid phone number")
+    campaign = await create(client)
+    await api(client, "POST", f"/api/v1/campaigns/{campaign['id']}/schedule", {"now": True})
+    await eventually(lambda: has_status(client, campaign["id"], "completed"),
+                     what="campaign completed")
+
+    async def receipts_in() -> bool:
+        stats = await api(client, "GET", f"/api/v1/campaigns/{campaign['id']}/stats")
+        return bool(stats["delivered"] == len(fake.created))
+
+    await eventually(receipts_in, what="receipts counted")
+    stats = await api(client, "GET", f"/api/v1/campaigns/{campaign['id']}/stats")
+    assert len(fake.created) == 4
+    assert (stats["audience"], stats["sent"], stats["delivered"]) == (5, 4, 4)
+    assert stats["failed"] == {"21211": 1}
