@@ -124,14 +124,7 @@ class Campaigns:
         if spec.kind == "pull":
             self.check_keywords(spec, campaign_id)
 
-        async def write(tx: Tx) -> None:
-            row = await sql.get(tx, campaign_id)
-            if row is None or row["status"] != "draft":
-                raise Conflict(f"campaign {campaign_id} is no longer a draft")
-            await sql.update_definition(tx, campaign_id, spec.name, spec.program_id,
-                                        dumps(payload_of(spec)), self.clock.now())
-
-        await self.db.write(write)
+        await self.db.write(lambda tx: _save_draft(tx, campaign_id, spec, self.clock.now()))
         return await self.get(campaign_id)
 
     # -- preview -------------------------------------------------------------------------
@@ -203,11 +196,7 @@ class Campaigns:
             self.check_keywords(spec, campaign_id)
 
         async def write(tx: Tx) -> None:
-            row = await sql.get(tx, campaign_id)
-            if row is None or row["status"] != "draft":
-                raise Conflict(f"campaign {campaign_id} is no longer a draft")
-            await sql.update_definition(tx, campaign_id, spec.name, spec.program_id,
-                                        dumps(payload_of(spec)), now)
+            await _save_draft(tx, campaign_id, spec, now)
             await sql.set_status(tx, campaign_id, "scheduled", now, next_run_at=first)
 
         await self.db.write(write)
@@ -229,9 +218,7 @@ class Campaigns:
         now = self.clock.now()
 
         async def write(tx: Tx) -> int:
-            row = await sql.get(tx, campaign_id)
-            if row is None or row["status"] not in ("scheduled", "running"):
-                raise Conflict(f"campaign {campaign_id} changed meanwhile")
+            await _expect(tx, campaign_id, ("scheduled", "running"))
             await sql.set_status(tx, campaign_id, "paused", now)
             return await sql.hold(tx, campaign_id, now)
 
@@ -255,9 +242,7 @@ class Campaigns:
         expires = now + timedelta(minutes=self.config.outbound.validity_minutes)
 
         async def write(tx: Tx) -> int:
-            row = await sql.get(tx, campaign_id)
-            if row is None or row["status"] != "paused":
-                raise Conflict(f"campaign {campaign_id} changed meanwhile")
+            await _expect(tx, campaign_id, ("paused",))
             active = any(r["status"] in sql.UNFINISHED for r in await sql.runs(tx, campaign_id))
             await sql.set_status(tx, campaign_id, "running" if active else "scheduled", now)
             return await sql.release(tx, campaign_id, now, expires)
@@ -279,9 +264,7 @@ class Campaigns:
         now = self.clock.now()
 
         async def write(tx: Tx) -> tuple[int, int]:
-            row = await sql.get(tx, campaign_id)
-            if row is None or row["status"] in ("completed", "cancelled"):
-                raise Conflict(f"campaign {campaign_id} changed meanwhile")
+            await _expect(tx, campaign_id, ("draft", "scheduled", "running", "paused"))
             await sql.set_status(tx, campaign_id, "cancelled", now, next_run_at=None)
             for run in await sql.runs(tx, campaign_id):
                 if run["status"] in sql.UNFINISHED:
@@ -449,6 +432,21 @@ class Campaigns:
 
         await self.db.write(write)
         log.info("campaign %s: run %d completed", campaign_id, run_id)
+
+
+async def _expect(tx: Tx, campaign_id: str, statuses: tuple[str, ...]) -> None:
+    """Inside the write: the campaign is still in one of `statuses` (another request may
+    have changed it since it was read)."""
+    row = await sql.get(tx, campaign_id)
+    if row is None or row["status"] not in statuses:
+        raise Conflict(f"campaign {campaign_id} changed meanwhile: it is "
+                       f"{row['status'] if row else 'gone'}")
+
+
+async def _save_draft(tx: Tx, campaign_id: str, spec: Spec, at: datetime) -> None:
+    await _expect(tx, campaign_id, ("draft",))
+    await sql.update_definition(tx, campaign_id, spec.name, spec.program_id,
+                                dumps(payload_of(spec)), at)
 
 
 def payload_of(spec: Spec) -> dict[str, Any]:

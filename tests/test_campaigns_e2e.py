@@ -4,7 +4,6 @@ twilio library against the Twilio-shaped fake (with signed receipts), and SIGKIL
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sys
@@ -18,39 +17,19 @@ import aiohttp
 
 from consent import ConsentEvent, Kind
 from gateway.clock import SystemClock
-from gateway.config import Config, load_config
 from gateway.db import Database
 from gateway.profiles import ProfileStore
 from tests.conftest import ACCOUNT_SID, ADMIN_TOKEN, AUTH_TOKEN, eventually, free_port
+from tests.daemon import environment, read, serve, write_config
 from tests.fakes.twilio_server import FakeTwilio
 
 BODY = "Acme: 20% off everything this weekend. Reply STOP to opt out."
 EVIDENCE = {"form_url": "https://acme.example/join", "ip": "203.0.113.7"}
 
 
-def write_config(folder: Path, port: int, fake_url: str, *, rate: int, batch: int = 500,
-                 ahead: int = 2000) -> Path:
-    path = folder / "config.toml"
-    path.write_text(f"""
-[service]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-
-[database]
-path = "mcrm.sqlite3"
-
-[provider]
-kind = "twilio"
-[provider.twilio]
-account_sid = "{ACCOUNT_SID}"
-auth_token = "env:TEST_TWILIO_TOKEN"
-api_base_url = "{fake_url}"
-timeout_seconds = 2.0
-
-[[short_codes]]
-code = "12345"
-messages_per_second = {rate}
-
+def config_file(folder: Path, port: int, fake_url: str, *, rate: int, batch: int = 500,
+                ahead: int = 2000) -> Path:
+    return write_config(folder, port, fake_url, rate=rate, rest=f"""
 [[programs]]
 id = "deals"
 name = "Acme Deals"
@@ -78,16 +57,7 @@ queue_ahead = {ahead}
 
 [api]
 tokens = ["{ADMIN_TOKEN}"]
-""", encoding="utf-8")
-    return path
-
-
-def read(config_path: Path) -> Config:
-    return load_config(config_path, environ={"TEST_TWILIO_TOKEN": AUTH_TOKEN})
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "TEST_TWILIO_TOKEN": AUTH_TOKEN, "PYTHONUNBUFFERED": "1"}
+""")
 
 
 async def seed(config_path: Path, consents: list[tuple[str, str, Kind]]) -> None:
@@ -109,25 +79,6 @@ async def seed(config_path: Path, consents: list[tuple[str, str, Kind]]) -> None
         await db.write(write)
     finally:
         await db.close()
-
-
-async def serve(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("a") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--config", str(config),
-            stdout=out, stderr=out, cwd=config.parent, env=environment())
-    port = read(config).service.port
-
-    async def up() -> bool:
-        try:
-            async with aiohttp.ClientSession() as session, session.get(
-                    f"http://127.0.0.1:{port}/healthz") as response:
-                return response.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    await eventually(up, seconds=20, what="the gateway answering")
-    return proc
 
 
 async def mcrm(config: Path, *args: str) -> str:
@@ -168,10 +119,10 @@ async def test_scheduled_campaign_reaches_exactly_the_opted_in_audience(tmp_path
     await fake.start()
     proc = None
     try:
-        config = write_config(tmp_path, free_port(), fake.base_url, rate=100)
+        config = config_file(tmp_path, free_port(), fake.base_url, rate=100)
         opted, stopped = numbers(40, 100), numbers(5, 200)
         pending, elsewhere = numbers(5, 300), numbers(5, 400)
-        proc = await serve(config, tmp_path / "serve.log")
+        proc = await serve(config, tmp_path / "serve.log", wait=True)
         # Profiles and consents through the API, as a web form or a store counter would.
         for phone in opted + stopped:
             await post(config, "/api/v1/consent", {
@@ -239,13 +190,13 @@ async def test_sigkill_mid_run_then_restart_sends_each_message_exactly_once(
     await fake.start()
     proc = None
     try:
-        config = write_config(tmp_path, free_port(), fake.base_url, rate=300, batch=50,
+        config = config_file(tmp_path, free_port(), fake.base_url, rate=300, batch=50,
                               ahead=100)
         opted, stopped = numbers(1500, 1000), numbers(20, 3000)
         await seed(config, [(p, "deals", Kind.OPT_IN_CONFIRMED) for p in opted + stopped]
                    + [(p, "deals", Kind.OPT_OUT) for p in stopped])
         log = tmp_path / "serve.log"
-        proc = await serve(config, log)
+        proc = await serve(config, log, wait=True)
         definition = tmp_path / "campaign.json"
         definition.write_text(f'{{"name": "Flash sale", "program": "deals", '
                               f'"template": "{BODY}"}}', encoding="utf-8")
@@ -261,7 +212,7 @@ async def test_sigkill_mid_run_then_restart_sends_each_message_exactly_once(
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             assert len(fake.created) < len(opted), "killed too late to prove anything"
-            proc = await serve(config, log)
+            proc = await serve(config, log, wait=True)
 
         async def completed() -> bool:
             shown = await api(config, f"/api/v1/campaigns/{campaign_id}")

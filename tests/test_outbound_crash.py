@@ -4,46 +4,24 @@ messages to the Twilio fake; after the last restart the fake has each message ex
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
 from gateway.clock import SystemClock
-from gateway.config import Config, load_config
 from gateway.db import Database
 from gateway.outbound import NewMessage, Outbox
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, eventually, free_port
+from tests.daemon import read, serve, write_config
 from tests.fakes.twilio_server import FakeTwilio
 
 MESSAGES = 2000
 KILLS = 4
 
 
-def write_config(folder: Path, port: int, fake_url: str) -> Path:
-    path = folder / "config.toml"
-    path.write_text(f"""
-[service]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-
-[database]
-path = "mcrm.sqlite3"
-
-[provider]
-kind = "twilio"
-[provider.twilio]
-account_sid = "{ACCOUNT_SID}"
-auth_token = "env:TEST_TWILIO_TOKEN"
-api_base_url = "{fake_url}"
-timeout_seconds = 2.0
-
-[[short_codes]]
-code = "12345"
-messages_per_second = 500
-
+def config_file(folder: Path, port: int, fake_url: str) -> Path:
+    return write_config(folder, port, fake_url, rate=500, rest="""
 [[programs]]
 id = "alerts"
 name = "Alerts"
@@ -56,12 +34,7 @@ help_text = "Acme alerts: help@acme.example. Reply STOP to cancel."
 reconcile_after_seconds = 0.5
 retry_initial_seconds = 0.1
 retry_max_seconds = 0.5
-""", encoding="utf-8")
-    return path
-
-
-def read(config_path: Path) -> Config:
-    return load_config(config_path, environ={"TEST_TWILIO_TOKEN": AUTH_TOKEN})
+""")
 
 
 async def queue_all(config_path: Path) -> None:
@@ -76,20 +49,12 @@ async def queue_all(config_path: Path) -> None:
         await db.close()
 
 
-async def serve(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("a") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--config", str(config),
-            stdout=out, stderr=out, cwd=config.parent,
-            env={**os.environ, "TEST_TWILIO_TOKEN": AUTH_TOKEN, "PYTHONUNBUFFERED": "1"})
-
-
 async def test_sigkill_while_sending_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path) -> None:
     fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, latency=0.02)  # requests stay in flight a bit
     await fake.start()
     try:
-        config = write_config(tmp_path, free_port(), fake.base_url)
+        config = config_file(tmp_path, free_port(), fake.base_url)
         await queue_all(config)
         rng = random.Random(20261123)
         log = tmp_path / "serve.log"

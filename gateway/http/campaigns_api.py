@@ -88,22 +88,19 @@ async def schedule(request: web.Request) -> web.Response:
     return web.json_response(campaign_json(campaign, request))
 
 
-@routes.post("/api/v1/campaigns/{id}/pause")
-async def pause(request: web.Request) -> web.Response:
-    campaign = await request.app[keys.CAMPAIGNS].pause(request.match_info["id"])
-    return web.json_response(campaign_json(campaign, request))
+def _lifecycle(action: str) -> None:
+    """POST /api/v1/campaigns/{id}/pause, /resume, /cancel."""
+
+    async def view(request: web.Request) -> web.Response:
+        service = request.app[keys.CAMPAIGNS]
+        campaign = await getattr(service, action)(request.match_info["id"])
+        return web.json_response(campaign_json(campaign, request))
+
+    routes.post(f"/api/v1/campaigns/{{id}}/{action}")(view)
 
 
-@routes.post("/api/v1/campaigns/{id}/resume")
-async def resume(request: web.Request) -> web.Response:
-    campaign = await request.app[keys.CAMPAIGNS].resume(request.match_info["id"])
-    return web.json_response(campaign_json(campaign, request))
-
-
-@routes.post("/api/v1/campaigns/{id}/cancel")
-async def cancel(request: web.Request) -> web.Response:
-    campaign = await request.app[keys.CAMPAIGNS].cancel(request.match_info["id"])
-    return web.json_response(campaign_json(campaign, request))
+for _action in ("pause", "resume", "cancel"):
+    _lifecycle(_action)
 
 
 @routes.get("/api/v1/campaigns/{id}/stats")
