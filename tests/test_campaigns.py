@@ -267,6 +267,8 @@ async def test_pause_resume_and_cancel_take_effect_within_a_second(
     assert stats["pending"] + stats["sent"] + sum(stats["skipped"].values()) <= len(audience)
 
     await api(client, "POST", f"{path}/resume")
+    await eventually(lambda: len(fake.created) > during_pause, seconds=1.0,
+                     what="sending again within a second of the resume")
     await eventually(lambda: len(fake.created) > during_pause + 10, what="sending again")
     await api(client, "POST", f"{path}/cancel")
     cancelled_at = time.monotonic()
