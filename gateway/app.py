@@ -33,7 +33,7 @@ from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import GatewayMetrics, Labels
-from gateway.outbound import CampaignHolds, OptOutWatch, Outbound
+from gateway.outbound import CampaignHolds, OptOutWatch, Outbound, Outbox
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
@@ -160,6 +160,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     conversations = Conversations({c.id: Flow(c) for c in config.conversations},
                                   app[keys.PROFILES])
     answer = InboundRouter(config, consent, app[keys.PROFILES], router, conversations,
+                           outbox=Outbox(config),
                            on_silenced=lambda msg: metrics.inbound_silenced.inc())
     app[keys.INGEST] = Ingest(db, metrics, app[keys.PROFILES],
                               short_codes=frozenset(s.code for s in config.short_codes),

@@ -22,6 +22,7 @@ from gateway.config import Config
 from gateway.db import Tx
 from gateway.db.conversations import replies_since
 from gateway.models import InboundMessage, Reply
+from gateway.outbound import Outbox
 from gateway.phone import mask
 from gateway.profiles import ProfileStore
 from gateway.templates import profile_values, render
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 class InboundRouter:
     def __init__(self, config: Config, consent: Consent, profiles: ProfileStore,
                  router: Router, conversations: Conversations, *,
+                 outbox: Outbox | None = None,
                  on_silenced: Callable[[InboundMessage], None] = lambda msg: None) -> None:
         self.consent, self.profiles = consent, profiles
+        self.outbox = outbox  # for handlers' replies that leave later
         self.router, self.conversations = router, conversations
         self.fallback_reply = config.inbound.fallback_reply
         self.max_replies = config.inbound.max_auto_replies
@@ -67,11 +70,12 @@ class InboundRouter:
             route, args = found
             program = route.program_id or self.default_program.get(msg.to_number)
             ctx = Context(tx, msg, " ".join(route.words), args, program, profile,
-                          self.profiles, self.conversations)
+                          self.profiles, self.conversations, self.outbox)
             return as_replies(await route.handler(ctx), program)
         program = self.default_program.get(msg.to_number)
         if handler is not None:
-            ctx = Context(tx, msg, "", [], program, profile, self.profiles, self.conversations)
+            ctx = Context(tx, msg, "", [], program, profile, self.profiles, self.conversations,
+                          self.outbox)
             return as_replies(await handler(ctx), program)
         if self.fallback_reply:
             values = profile_values(profile, msg.from_number)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway.models import InboundMessage, Reply
+from gateway.outbound import NewMessage, Outbox
 from gateway.templates import profile_values
 from gateway.text import normalise, words
 
@@ -44,6 +45,7 @@ class Context:
     profile: Profile | None
     profiles: ProfileStore
     conversations: Conversations
+    outbox: Outbox | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,6 +62,20 @@ class Context:
 
     async def start_conversation(self, flow_id: str) -> list[Reply]:
         return await self.conversations.start(self.tx, self.msg, flow_id)
+
+    async def reply_later(self, text: str, delay: timedelta,
+                          program_id: str | None = None) -> int:
+        """A reply that leaves through the outbound pipeline after `delay` (a reminder, the
+        result of a slow lookup), queued in this message's transaction: it exists exactly
+        when the inbound message does. Returns the queued message's id."""
+        if self.outbox is None:
+            raise RuntimeError("this router runs without an outbound queue")
+        program = program_id or self.program_id
+        if program is None:
+            raise ValueError("reply_later needs a program (its short code sends it)")
+        return await self.outbox.queue(self.tx, NewMessage(
+            to_number=self.phone, body=text, program_id=program, purpose="reply",
+            not_before=self.now + delay), self.now)
 
 
 @dataclass(frozen=True)

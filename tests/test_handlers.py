@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
@@ -17,7 +18,7 @@ from gateway.config import Config, StepConfig
 from gateway.errors import ConfigError
 from handlers.conversations import parse_answer
 from handlers.router import Context, Router
-from tests.conftest import ConfigFactory
+from tests.conftest import ConfigFactory, admin, eventually
 
 PHONE = "+12125550101"
 _sids = itertools.count(1)
@@ -267,3 +268,47 @@ async def test_two_texts_at_once_are_handled_one_after_the_other(client: Any) ->
     assert (first, second) in (in_order, reversed_)
     step = await client.app[keys.DB].fetchone("SELECT step FROM conversations")
     assert step is not None and step[0] == ("dish" if (first, second) == in_order else "score")
+
+
+async def test_a_handler_reply_that_leaves_later_goes_through_the_outbound_pipeline(
+        make_config: ConfigFactory, make_client: Any) -> None:
+    router = Router()
+
+    @router.keyword("REMIND")
+    async def remind(ctx: Context) -> str:
+        await ctx.reply_later("Reminder: your table is at 8pm.", timedelta(seconds=0.5))
+        return "OK, we will remind you."
+
+    from gateway.app import create_app
+
+    app = create_app(make_config(programs=PROGRAMS), router=router)
+    from aiohttp.test_utils import TestClient, TestServer
+
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        sent = time.monotonic()
+        assert await text(client, "remind me", sid="SM" + "7" * 32) == [
+            "OK, we will remind you."]
+        assert await text(client, "remind me", sid="SM" + "7" * 32) == [
+            "OK, we will remind you."]  # a provider retry: answered again, queued once
+
+        async def sandbox() -> list[dict[str, Any]]:
+            response = await client.get(f"/api/v1/sandbox/messages?to=%2B{PHONE[1:]}",
+                                        headers=admin())
+            return list((await response.json())["messages"])
+
+        assert await sandbox() == []
+        await eventually(lambda: _has(sandbox, "Reminder: your table is at 8pm."),
+                         what="the later reply sent")
+        assert time.monotonic() - sent >= 0.5
+        rows = await client.app[keys.DB].fetchall(
+            "SELECT purpose, status FROM outbound_messages WHERE body LIKE 'Reminder%'")
+        assert [r["purpose"] for r in rows] == ["reply"]
+        assert rows[0]["status"] in ("sent", "delivered")
+    finally:
+        await client.close()
+
+
+async def _has(fetch: Any, body: str) -> bool:
+    return any(m["body"] == body for m in await fetch())
