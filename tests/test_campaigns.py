@@ -169,6 +169,11 @@ async def test_push_campaign_reaches_exactly_the_opted_in_audience_once(
     log = await api(client, "GET", f"/api/v1/messages?campaign={campaign['id']}")
     assert len(log["messages"]) == 3
     assert all(m["purpose"] == "marketing" and m["consent_event_id"] for m in log["messages"])
+    # The audit view: the campaign's message with the opt-in event that allowed it.
+    history = await api(client, "GET", f"/api/v1/consent/{opted[0]}")
+    [marketing] = history["marketing_messages"]
+    opt_ins = {e["id"] for e in history["history"] if e["kind"] == "opt_in_confirmed"}
+    assert marketing["consent_event_id"] in opt_ins
     timeline = await api(client, "GET", f"/api/v1/profiles/{opted[0]}/timeline")
     types = [e["type"] for e in timeline["events"]]
     assert "campaign.queued" in types and "message.out" in types
