@@ -18,7 +18,7 @@ from consent import Consent
 from gateway.config import Config
 from gateway.db import Database
 from gateway.db import campaigns as sql
-from gateway.errors import Conflict
+from gateway.errors import BadRequest, Conflict
 from gateway.models import Reply
 from gateway.templates import render
 from gateway.text import normalise, words
@@ -39,7 +39,10 @@ class PullCampaigns:
 
     async def load(self, db: Database, config: Config) -> None:
         for row in await sql.in_status(db, LIVE, kind="pull"):
-            self.update(Campaign.from_row(row, config))
+            try:
+                self.update(Campaign.from_row(row, config))
+            except BadRequest as exc:  # e.g. its program is no longer configured
+                log.error("pull campaign %s is not answered: %s", row["id"], exc)
 
     def update(self, campaign: Campaign) -> None:
         """Follow a save: live campaigns answer their keywords, others no longer do."""

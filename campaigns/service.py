@@ -302,7 +302,11 @@ class Campaigns:
     async def recover(self) -> None:
         now = self.clock.now()
         for row in await sql.in_status(self.db, ("scheduled", "running", "paused")):
-            campaign = Campaign.from_row(row, self.config)
+            try:
+                campaign = Campaign.from_row(row, self.config)
+            except BadRequest as exc:  # e.g. its program is no longer configured
+                log.error("campaign %s cannot run: %s", row["id"], exc)
+                continue
             if campaign.status == "paused":
                 self.holds.stop(campaign.id)
                 self._gate(campaign.id).clear()
@@ -315,7 +319,13 @@ class Campaigns:
                     continue
             self._arm(campaign.id, due)
         for run in await sql.unfinished_runs(self.db):
-            self._start_run(await self.get(run["campaign_id"]), run["id"])
+            try:
+                campaign = await self.get(run["campaign_id"])
+            except BadRequest as exc:
+                log.error("campaign %s run %d cannot resume: %s", run["campaign_id"],
+                          run["id"], exc)
+                continue
+            self._start_run(campaign, run["id"])
 
     async def _record_missed(self, campaign: Campaign, due: datetime, now: datetime
                              ) -> datetime | None:

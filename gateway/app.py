@@ -18,6 +18,7 @@ from gateway import keys
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database
+from gateway.db.campaigns import counts as campaign_counts
 from gateway.db.messages import outbound_counts
 from gateway.http import (
     api,
@@ -227,5 +228,12 @@ async def campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
                         check_keywords=pull.check_keywords)
     app[keys.CAMPAIGNS] = service
     app[keys.WORKERS].start("campaigns", service.run)
+
+    async def counts() -> dict[str, dict[Labels, float]]:
+        return {"mcrm_campaigns": {(("kind", kind), ("status", status)): n
+                                   for kind, status, n in await campaign_counts(app[keys.DB])}}
+
+    app[keys.METRICS].registry.gauges({"mcrm_campaigns": "Campaigns by kind and status."},
+                                      counts)
     yield
     await app[keys.WORKERS].stop("campaigns")

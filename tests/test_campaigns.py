@@ -164,6 +164,8 @@ async def test_push_campaign_reaches_exactly_the_opted_in_audience_once(
         "audience": 3, "queued": 3, "sent": 3, "delivered": 3, "pending": 0}
     assert stats["failed"] == {} and stats["skipped"] == {}
     assert stats["runs"] == 1
+    metrics = await (await client.get("/metrics")).text()
+    assert 'mcrm_campaigns{kind="push",status="completed"} 1' in metrics
     # Every campaign message names the campaign in the delivery log, with the opt-in
     # that allowed it; each recipient's timeline records the membership.
     log = await api(client, "GET", f"/api/v1/messages?campaign={campaign['id']}")
@@ -545,3 +547,23 @@ async def test_stats_count_failures_by_error_code_and_match_the_receipts(
     assert len(fake.created) == 4
     assert (stats["audience"], stats["sent"], stats["delivered"]) == (5, 4, 4)
     assert stats["failed"] == {"21211": 1}
+
+
+async def test_a_campaign_whose_program_left_the_configuration_does_not_stop_the_start(
+        start: Any, make_config: ConfigFactory, make_client: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = await start()
+    await opt_in(client, phones(2), program="news")
+    push = await create(client, program="news")
+    await api(client, "POST", f"/api/v1/campaigns/{push['id']}/schedule",
+              {"at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()})
+    pull = await api(client, "POST", "/api/v1/campaigns", {
+        "name": "p", "program": "news", "kind": "pull", "keywords": ["SALE"],
+        "template": "x"}, expect=201)
+    await api(client, "POST", f"/api/v1/campaigns/{pull['id']}/schedule")
+    await client.close()
+    again = await make_client(make_config(programs=programs()[:1]))
+    response = await again.get("/readyz")
+    assert response.status == 200, await response.text()
+    assert f"campaign {push['id']} cannot run: program: unknown program 'news'" in caplog.text
+    assert f"pull campaign {pull['id']} is not answered" in caplog.text

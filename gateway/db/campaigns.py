@@ -83,6 +83,11 @@ async def in_status(db: Database | Tx, statuses: Sequence[str], kind: str = "pus
         (kind, *statuses))
 
 
+async def counts(db: Database) -> list[tuple[str, str, int]]:
+    rows = await db.fetchall("SELECT kind, status, COUNT(*) FROM campaigns GROUP BY 1, 2")
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
 async def statuses(tx: Tx | Database, campaign_ids: Sequence[str]) -> dict[str, str]:
     rows = await tx.fetchall(f"SELECT id, status FROM campaigns WHERE id IN"
                              f" ({marks(campaign_ids)})", tuple(campaign_ids))
