@@ -233,3 +233,20 @@ async def test_sigkill_mid_run_then_restart_sends_each_message_exactly_once(
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
         await fake.close()
+
+
+async def test_campaign_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    config = config_file(tmp_path, free_port(), "http://127.0.0.1:9", rate=10)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n", encoding="utf-8")
+    for args, words in ((("campaign", "list"), "cannot reach the gateway"),
+                        (("campaign", "create", "--file", str(tmp_path / "nope.toml")),
+                         "nope.toml: No such file"),
+                        (("campaign", "create", "--file", str(bad)), "not valid TOML")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", *args, "--config", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path, env=environment())
+        _, err = await proc.communicate()
+        assert proc.returncode == 2, err
+        assert words in err.decode() and "Traceback" not in err.decode()
