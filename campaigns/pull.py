@@ -89,7 +89,8 @@ class PullCampaigns:
 
     def _handler(self, campaign_id: str) -> Handler:
         async def handle(ctx: Context) -> list[Reply]:
-            return await self.answer(ctx, self._campaigns[campaign_id])
+            campaign = self._campaigns.get(campaign_id)  # None: cancelled a moment ago
+            return await self.answer(ctx, campaign) if campaign else []
 
         return handle
 

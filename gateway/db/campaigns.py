@@ -89,6 +89,8 @@ async def counts(db: Database) -> list[tuple[str, str, int]]:
 
 
 async def statuses(tx: Tx | Database, campaign_ids: Sequence[str]) -> dict[str, str]:
+    if not campaign_ids:
+        return {}  # the claim of a batch without campaign messages: no query
     rows = await tx.fetchall(f"SELECT id, status FROM campaigns WHERE id IN"
                              f" ({marks(campaign_ids)})", tuple(campaign_ids))
     return {r[0]: r[1] for r in rows}

@@ -41,7 +41,6 @@ class OptOutWatch:
         return at is not None and at >= since
 
 
-
 class CampaignHolds:
     """Paused and cancelled campaigns as the dispatchers must see them: at once. A message
     of such a campaign claimed earlier goes back before the provider call; the claim that
