@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -127,7 +127,6 @@ class Spec:
     outside_reply: str = ""
     join: bool = False
     exhausted_reply: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cutoffs(self) -> list[int]:

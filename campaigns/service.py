@@ -50,7 +50,8 @@ def new_id(at: datetime) -> str:
 
 class Campaigns:
     def __init__(self, config: Config, db: Database, profiles: ProfileStore, clock: Clock,
-                 holds: CampaignHolds, *, wake: Callable[[str], None] = lambda code: None,
+                 holds: CampaignHolds, outbox: Outbox, *,
+                 wake: Callable[[str], None] = lambda code: None,
                  on_change: Callable[[Campaign], None] = lambda c: None,
                  check_keywords: Callable[[Spec, str | None], None] = lambda s, c: None
                  ) -> None:
@@ -59,7 +60,7 @@ class Campaigns:
         self.check_keywords = check_keywords  # pull campaigns: keywords must be free
         self.grace = timedelta(minutes=config.campaigns.missed_run_grace_minutes)
         self.short_codes = {p.id: p.short_code for p in config.programs}
-        self.outbox = Outbox(config)
+        self.outbox = outbox
         self.runner = Runner(db=db, outbox=self.outbox, profiles=profiles, clock=clock,
                              config=config.campaigns, short_codes=self.short_codes,
                              wake=wake, finished=self._finished)
@@ -90,6 +91,16 @@ class Campaigns:
         campaign = await self.get(campaign_id)
         return await campaign_stats(self.db, campaign, self.short_codes[campaign.program_id],
                                     self.config.campaigns.attribution_hours)
+
+    async def add_codes(self, campaign_id: str, codes: list[str]) -> dict[str, Any]:
+        """Coupon codes for a pull campaign's pool; returns how many were new and the pool."""
+        campaign = await self.get(campaign_id)
+        if campaign.kind != "pull":
+            raise Conflict("codes: only a pull campaign hands out codes")
+        added = await self.db.write(lambda tx: sql.add_codes(tx, campaign_id, codes))
+        pool = {k: v for k, v in (await self.stats(campaign_id)).items()
+                if k.startswith("codes")}
+        return {"added": added, **pool}
 
     # -- saving --------------------------------------------------------------------------
 
@@ -156,7 +167,7 @@ class Campaigns:
             samples.append({"phone": phone, "variant": variant.name, "body": body,
                             "encoding": parts.encoding, "segments": parts.segments})
         out["samples"] = samples
-        out["segments_total_estimate"] = out["audience"] and round(
+        out["segments_total_estimate"] = round(
             out["audience"] * sum(v["segments"] * v["percent"] for v in variants) / 100)
         return out
 
@@ -243,7 +254,7 @@ class Campaigns:
 
         async def write(tx: Tx) -> int:
             await _expect(tx, campaign_id, ("paused",))
-            active = any(r["status"] in sql.UNFINISHED for r in await sql.runs(tx, campaign_id))
+            active = await sql.has_unfinished_run(tx, campaign_id)
             await sql.set_status(tx, campaign_id, "running" if active else "scheduled", now)
             return await sql.release(tx, campaign_id, now, expires)
 
@@ -342,8 +353,7 @@ class Campaigns:
         async def write(tx: Tx) -> None:
             for when in missed:
                 await sql.create_run(tx, campaign.id, when, "missed", now)
-            active = any(r["status"] in sql.UNFINISHED
-                         for r in await sql.runs(tx, campaign.id))
+            active = await sql.has_unfinished_run(tx, campaign.id)
             status = campaign.status if (nxt is not None or active) else "completed"
             await sql.set_status(tx, campaign.id, status, now, next_run_at=nxt)
 
@@ -435,8 +445,7 @@ class Campaigns:
             row = await sql.get(tx, campaign_id)
             if row is None or row["status"] not in ("running", "scheduled"):
                 return
-            active = any(r["status"] in sql.UNFINISHED for r in await sql.runs(tx, campaign_id))
-            if not active:
+            if not await sql.has_unfinished_run(tx, campaign_id):
                 status = "scheduled" if row["next_run_at"] else "completed"
                 await sql.set_status(tx, campaign_id, status, now)
 

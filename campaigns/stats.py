@@ -17,8 +17,7 @@ from typing import Any
 from campaigns.model import Campaign
 from gateway.db import Database
 from gateway.db import campaigns as sql
-
-_PENDING = ("queued", "deferred", "sending")
+from gateway.db.outbound import PENDING
 
 
 def _empty() -> dict[str, Any]:
@@ -40,7 +39,7 @@ async def campaign_stats(db: Database, campaign: Campaign, short_code: str,
                 s["skipped"][row["reason"] or "unknown"] += n
             continue
         s["queued"] += n
-        if status in _PENDING:
+        if status in PENDING:
             s["pending"] += n
         elif status == "delivered":
             s["delivered"] += n

@@ -223,8 +223,9 @@ async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
 async def campaigns_ctx(app: web.Application) -> AsyncIterator[None]:
     """Schedules and runs: started after the senders, stopped before them."""
     pull = app[PULL]
+    outbound = app[keys.OUTBOUND]
     service = Campaigns(app[keys.CONFIG], app[keys.DB], app[keys.PROFILES], app[keys.CLOCK],
-                        app[HOLDS], wake=app[keys.OUTBOUND].wake, on_change=pull.update,
+                        app[HOLDS], outbound.outbox, wake=outbound.wake, on_change=pull.update,
                         check_keywords=pull.check_keywords)
     app[keys.CAMPAIGNS] = service
     app[keys.WORKERS].start("campaigns", service.run)

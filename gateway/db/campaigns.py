@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.clock import isoformat
 from gateway.db import Database, Row, Tx, marks
-from gateway.db.outbound import add_events
+from gateway.db.outbound import PENDING, add_events
 
 COLUMNS = "id, name, kind, program_id, status, spec_json, next_run_at, created_at, updated_at"
 RUN_COLUMNS = ("id, campaign_id, scheduled_for, status, cursor_phone, audience, started_at,"
@@ -129,6 +129,13 @@ async def unfinished_runs(db: Database | Tx) -> list[Row]:
                              f" ({marks(UNFINISHED)}) ORDER BY id", UNFINISHED)
 
 
+async def has_unfinished_run(tx: Tx, campaign_id: str) -> bool:
+    row = await tx.fetchone(
+        f"SELECT EXISTS (SELECT 1 FROM campaign_runs WHERE campaign_id = ?"
+        f" AND status IN ({marks(UNFINISHED)}))", (campaign_id, *UNFINISHED))
+    return bool(row and row[0])
+
+
 async def set_run(tx: Tx, run_id: int, status: str, at: datetime | None = None) -> None:
     await tx.execute("UPDATE campaign_runs SET status = ?, finished_at = ? WHERE id = ?",
                      (status, isoformat(at) if at else None, run_id))
@@ -196,14 +203,12 @@ async def next_recipients(db: Database | Tx, run_id: int, after_seq: int, limit:
         (run_id, after_seq, limit))
 
 
-async def mark_queued(tx: Tx, run_id: int, rows: Sequence[tuple[int, int]]) -> int:
-    """(outbound id, seq): returns how many were still unqueued (the rest were already)."""
-    changed = 0
-    for outbound_id, seq in rows:
-        changed += await tx.update(
-            "UPDATE campaign_recipients SET outbound_id = ? WHERE run_id = ? AND seq = ?"
-            " AND outbound_id IS NULL AND skipped IS NULL", (outbound_id, run_id, seq))
-    return changed
+async def mark_queued(tx: Tx, run_id: int, rows: Sequence[tuple[int, int]]) -> None:
+    """(outbound id, seq), a whole batch in one statement."""
+    await tx.executemany(
+        "UPDATE campaign_recipients SET outbound_id = ? WHERE run_id = ? AND seq = ?"
+        " AND outbound_id IS NULL AND skipped IS NULL",
+        [(outbound_id, run_id, seq) for outbound_id, seq in rows])
 
 
 async def mark_skipped(tx: Tx, run_id: int, rows: Sequence[tuple[str, int]]) -> None:
@@ -234,9 +239,8 @@ async def ready_count(db: Database | Tx, short_code: str, campaign_id: str, limi
 
 async def has_pending(db: Database | Tx, campaign_id: str) -> bool:
     row = await db.fetchone(
-        "SELECT EXISTS (SELECT 1 FROM outbound_messages INDEXED BY outbound_messages_status"
-        " WHERE status IN ('queued', 'deferred', 'sending') AND campaign_id = ?)",
-        (campaign_id,))
+        f"SELECT EXISTS (SELECT 1 FROM outbound_messages INDEXED BY outbound_messages_status"
+        f" WHERE status IN ({marks(PENDING)}) AND campaign_id = ?)", (*PENDING, campaign_id))
     return bool(row and row[0])
 
 

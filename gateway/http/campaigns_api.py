@@ -9,8 +9,7 @@ from aiohttp import web
 from campaigns import Campaign
 from campaigns.model import KINDS, STATUSES
 from gateway import keys
-from gateway.db import campaigns as sql
-from gateway.errors import BadRequest, Conflict
+from gateway.errors import BadRequest
 from gateway.http.params import cursor_param, json_body, limit_param, next_cursor
 
 routes = web.RouteTableDef()
@@ -111,10 +110,6 @@ async def stats(request: web.Request) -> web.Response:
 @routes.post("/api/v1/campaigns/{id}/codes")
 async def add_codes(request: web.Request) -> web.Response:
     """A pull campaign's coupon pool: {"codes": [...]}; a code already in it is kept once."""
-    service = request.app[keys.CAMPAIGNS]
-    campaign = await service.get(request.match_info["id"])
-    if campaign.kind != "pull":
-        raise Conflict("codes: only a pull campaign hands out codes")
     payload = await json_body(request)
     codes = payload.get("codes") if isinstance(payload, dict) else None
     if (not isinstance(codes, list) or not codes or len(codes) > MAX_CODES
@@ -122,8 +117,5 @@ async def add_codes(request: web.Request) -> web.Response:
                        for c in codes)):
         raise BadRequest(f"codes: a list of 1 to {MAX_CODES} codes, each 1 to "
                          f"{MAX_CODE_LENGTH} characters")
-    db = request.app[keys.DB]
-    added = await db.write(lambda tx: sql.add_codes(tx, campaign.id,
-                                                    [c.strip() for c in codes]))
-    return web.json_response({"added": added, **{k: v for k, v in (
-        await service.stats(campaign.id)).items() if k.startswith("codes")}})
+    return web.json_response(await request.app[keys.CAMPAIGNS].add_codes(
+        request.match_info["id"], [c.strip() for c in codes]))
