@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 
@@ -30,6 +31,8 @@ class FrozenClock:
         self._at += delta
 
 
+@lru_cache(maxsize=512)
 def isoformat(at: datetime) -> str:
-    """The one textual form of a time stored in the database (sorts correctly)."""
+    """The one textual form of a time stored in the database (sorts correctly). Cached: one
+    message's time is written a dozen times (its row, events, consent, replies)."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")

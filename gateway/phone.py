@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
@@ -51,8 +51,10 @@ def _canonical(text: str) -> str | None:
     return text if phonenumbers.is_possible_number(number) else None
 
 
+@lru_cache(maxsize=65536)
 def to_e164(raw: str, default_region: str) -> str:
-    """Normalise `raw` (national or international form) to E.164, or raise InvalidNumber."""
+    """Normalise `raw` (national or international form) to E.164, or raise InvalidNumber.
+    Cached: the same customers text again and again (an error is not cached)."""
     text = (raw or "").strip().translate(ASCII_DIGITS)
     if not text:
         raise InvalidNumber("empty phone number")

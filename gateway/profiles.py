@@ -7,6 +7,7 @@ outbox: each endpoint's relay keeps a cursor into it (gateway.sync).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -21,7 +22,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
 from gateway.clock import isoformat
-from gateway.db import Row, Tx, dumps
+from gateway.db import Database, Row, Tx, dumps
 from gateway.db import consent as consent_sql
 from gateway.db import profiles as sql
 from gateway.errors import BadRequest, InvalidNumber
@@ -37,9 +38,15 @@ FINAL_DELIVERED = frozenset({"delivered", "read"})
 FINAL_FAILED = frozenset({"undelivered", "failed"})
 
 
+_EVENT_PREFIX = secrets.token_hex(8)
+_event_numbers = itertools.count(1)
+
+
 def new_event_id() -> str:
-    """128 random bits as hex: the idempotency key receivers de-duplicate on."""
-    return secrets.token_hex(16)
+    """32 hex digits, unique: the idempotency key receivers de-duplicate on. 64 random bits
+    drawn once per process, then a counter (a random draw per event is a system call, on
+    the path of every message)."""
+    return f"{_EVENT_PREFIX}{next(_event_numbers):016x}"
 
 
 @cache
@@ -325,22 +332,26 @@ class ProfileStore:
         except InvalidNumber as exc:
             raise InvalidNumber(f"phone: {exc}") from exc
 
-    async def load(self, tx: Tx, phone: str) -> Profile | None:
-        row = await sql.get(tx, phone)
+    async def load(self, db: Database | Tx, phone: str) -> Profile | None:
+        if isinstance(db, Tx):
+            await db.flush(_TIMELINE)  # this write's events count too
+        row = await sql.get(db, phone)
         return Profile.from_row(row) if row else None
 
     async def record(self, tx: Tx, phone: str, type_: str, data: dict[str, Any],
                      at: datetime) -> str:
-        """Append an event to the timeline and the sync outbox; returns its event id."""
-        return await self._append(tx, phone, await sql.next_seq(tx, phone, at), type_, data,
-                                  at)
+        """Append an event to the timeline and the sync outbox; returns its event id.
 
-    async def _append(self, tx: Tx, phone: str, seq: int, type_: str, data: dict[str, Any],
-                      at: datetime) -> str:
-        event_id = new_event_id()
-        await sql.insert_event(tx, event_id=event_id, phone=phone, seq=seq, type_=type_,
-                               occurred_at=at, data=data)
-        return event_id
+        Events are buffered and written when the write function ends (or before anything
+        here reads a profile), a few statements for all of them: a message, its consent
+        change and its reply are three events on one profile."""
+        return self._buffer(tx, [(phone, type_, data, at, _NOT_COUNTED)])[0]
+
+    def _buffer(self, tx: Tx, items: Sequence[_Item]) -> list[str]:
+        pending = tx.buffer(_TIMELINE, list, self._write_timeline)
+        ids = [new_event_id() for _ in items]
+        pending.extend((event_id, *item) for event_id, item in zip(ids, items, strict=True))
+        return ids
 
     async def apply(self, tx: Tx, phone: str, changes: ProfileChanges, at: datetime, *,
                     source: str, event_type: str = "profile.updated") -> Profile:
@@ -357,6 +368,7 @@ class ProfileStore:
 
         Each phone may appear once in `items` (merge duplicates first).
         """
+        await tx.flush(_TIMELINE)
         stamp = isoformat(at)
         existing = {row["phone"]: row
                     for row in await sql.get_many(tx, [phone for phone, _ in items])}
@@ -400,30 +412,29 @@ class ProfileStore:
         without a new opt-in) and in the delivery log; names, email, attributes, tags,
         message bodies and raw provider parameters are blanked everywhere.
         """
+        await tx.flush(_TIMELINE)  # what is already on the timeline is redacted too
         await sql.redact_person(tx, phone)
         await consent_sql.redact(tx, phone)
         await sql.suppress(tx, phone, "erased", at)
         return await self.record(tx, phone, "profile.erased", {"suppressed": True}, at)
 
     async def on_inbound(self, tx: Tx, msg: InboundMessage) -> None:
-        seq = await sql.next_seq(tx, msg.from_number, msg.received_at, inbound=True)
-        await self._append(tx, msg.from_number, seq, "message.in", {
+        self._buffer(tx, [(msg.from_number, "message.in", {
             "provider": msg.provider, "provider_sid": msg.provider_sid,
             "short_code": msg.to_number, "body": msg.body, "segments": msg.num_segments,
-        }, msg.received_at)
+        }, msg.received_at, _INBOUND)])
 
     async def on_outbound(self, tx: Tx, sent: Sequence[tuple[str, dict[str, Any]]],
                           at: datetime) -> None:
         """Messages handed to the provider, as (phone, details): each lands on its
         recipient's timeline (and so in the CRM sync), counted."""
-        await self._timeline_batch(tx, [(phone, "message.out", data, at, (1, 0, 0))
-                                        for phone, data in sent])
+        self._buffer(tx, [(phone, "message.out", data, at, _SENT) for phone, data in sent])
 
     async def on_campaign(self, tx: Tx, items: Sequence[tuple[str, str, dict[str, Any]]],
                           at: datetime) -> None:
         """Campaign membership as (phone, event type, details), e.g. ``campaign.queued``."""
-        await self._timeline_batch(tx, [(phone, type_, data, at, (0, 0, 0))
-                                        for phone, type_, data in items])
+        self._buffer(tx, [(phone, type_, data, at, _NOT_COUNTED)
+                          for phone, type_, data in items])
 
     async def on_status(self, tx: Tx, update: StatusUpdate) -> None:
         """A receipt for a message to a known customer lands on their profile."""
@@ -440,6 +451,7 @@ class ProfileStore:
                 continue
         if not phones:
             return
+        await tx.flush(_TIMELINE)
         known = await sql.existing(tx, sorted(set(phones.values())))
         items = []
         for i, phone in phones.items():
@@ -451,31 +463,46 @@ class ProfileStore:
             items.append((phone, "message.status", {
                 "provider": update.provider, "provider_sid": update.provider_sid,
                 "status": update.status, "error_code": update.error_code,
-            }, update.received_at, (0, int(ok), int(final and not ok))))
-        await self._timeline_batch(tx, items)
+            }, update.received_at, (0, 0, int(ok), int(final and not ok))))
+        self._buffer(tx, items)
 
-    async def _timeline_batch(self, tx: Tx, items: Sequence[
-            tuple[str, str, dict[str, Any], datetime, tuple[int, int, int]]]) -> None:
-        """Events (phone, type, data, time, (sent, delivered, failed) to count) appended in
-        order, with their counters, in a few statements for the whole batch (the pipeline and
-        the receipts path write hundreds at a time)."""
+    @staticmethod
+    async def _write_timeline(tx: Tx, items: list[tuple[str, str, str, dict[str, Any],
+                                                        datetime, _Counts]]) -> None:
+        """Buffered events (event id, phone, type, data, time, counts) appended in order,
+        with their counters, in a few statements for all of them."""
         if not items:
             return
-        totals: dict[str, list[int]] = {}
-        for phone, _, _, _, (sent, ok, bad) in items:
-            total = totals.setdefault(phone, [0, 0, 0, 0])
-            total[0] += sent
-            total[1] += ok
-            total[2] += bad
-            total[3] += 1
-        stamp = isoformat(max(at for _, _, _, at, _ in items))
-        last = await sql.bump(tx, [(p, t[0], t[1], t[2], t[3], stamp)
-                                   for p, t in totals.items()])
-        seq = {phone: last[phone] - t[3] + 1 for phone, t in totals.items()}
+        totals: dict[str, list[Any]] = {}
+        for _, phone, _, _, at, (inbound, sent, ok, bad) in items:
+            total = totals.setdefault(phone, [0, 0, 0, 0, 0, None])
+            total[0] += inbound
+            total[1] += sent
+            total[2] += ok
+            total[3] += bad
+            total[4] += 1
+            if inbound and (total[5] is None or at > total[5]):
+                total[5] = at
+        stamp = isoformat(max(at for _, _, _, _, at, _ in items))
+        last = await sql.bump(tx, [
+            (p, t[0], t[1], t[2], t[3], t[4], isoformat(t[5]) if t[5] else None, stamp)
+            for p, t in totals.items()])
+        seq = {phone: last[phone] - t[4] + 1 for phone, t in totals.items()}
         first = await sql.next_event_ref(tx)
         rows = []
-        for i, (phone, type_, data, at, _) in enumerate(items):
-            rows.append((first + i, new_event_id(), phone, seq[phone], type_, isoformat(at),
+        for i, (event_id, phone, type_, data, at, _) in enumerate(items):
+            rows.append((first + i, event_id, phone, seq[phone], type_, isoformat(at),
                          dumps(data)))
             seq[phone] += 1
         await sql.insert_events_many(tx, rows)
+
+
+#: (inbound, sent, delivered, failed) an event adds to its profile's counters.
+_Counts = tuple[int, int, int, int]
+_NOT_COUNTED: _Counts = (0, 0, 0, 0)
+_INBOUND: _Counts = (1, 0, 0, 0)
+_SENT: _Counts = (0, 1, 0, 0)
+#: (phone, type, data, time, counts): one timeline event before it is written.
+_Item = tuple[str, str, dict[str, Any], datetime, _Counts]
+#: The key of the timeline's buffer in a write function's Tx.
+_TIMELINE = "profiles.timeline"

@@ -143,3 +143,65 @@ async def test_a_failing_write_alone_leaves_nothing(tmp_path: Path) -> None:
             " params_json) VALUES ('t', 'y', 'sent', 'now', '{}')")) > 0
     finally:
         await db.close()
+
+
+async def _insert_sids(tx: Tx, sids: list[str]) -> None:
+    await tx.executemany("INSERT INTO status_callbacks (provider, provider_sid, status,"
+                         " received_at, params_json) VALUES ('t', ?, 'sent', 'now', '{}')",
+                         [(sid,) for sid in sids])
+
+
+async def test_buffered_work_is_written_at_the_end_of_its_write_only(tmp_path: Path) -> None:
+    """A write function's buffer is flushed before its savepoint is released; a failing
+    neighbour's buffer is dropped with the rest of that write, in the same commit."""
+    db = await Database.open(tmp_path / "mcrm.sqlite3")
+    flushes: list[list[str]] = []
+
+    async def flush(tx: Tx, sids: list[str]) -> None:
+        flushes.append(list(sids))
+        await _insert_sids(tx, sids)
+
+    def buffered(name: str, fail: bool = False) -> Callable[[Tx], Awaitable[int]]:
+        async def run(tx: Tx) -> int:
+            for i in range(3):
+                tx.buffer("sids", list, flush).append(f"{name}{i}")
+            row = await tx.fetchone("SELECT COUNT(*) FROM status_callbacks"
+                                    " WHERE provider_sid LIKE ?", (f"{name}%",))
+            if fail:
+                raise ValueError("refused after buffering")
+            return int(row[0]) if row else -1
+        return run
+
+    try:
+        results = await asyncio.gather(
+            db.write(buffered("a")), db.write(buffered("b", fail=True)),
+            db.write(buffered("c")), return_exceptions=True)
+        assert results[0] == 0 and results[2] == 0  # nothing written before the end
+        assert isinstance(results[1], ValueError)
+        assert db.commits == 1  # all three shared one commit
+        rows = await db.fetchall("SELECT provider_sid FROM status_callbacks ORDER BY id")
+        assert [r[0] for r in rows] == ["a0", "a1", "a2", "c0", "c1", "c2"]
+        assert flushes == [["a0", "a1", "a2"], ["c0", "c1", "c2"]]  # b's never flushed
+    finally:
+        await db.close()
+
+
+async def test_flushing_early_writes_the_buffer_once(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "mcrm.sqlite3")
+
+    async def run(tx: Tx) -> int:
+        tx.buffer("sids", list, _insert_sids).extend(["x1", "x2"])
+        await tx.flush("sids")  # someone needs the rows now
+        row = await tx.fetchone("SELECT COUNT(*) FROM status_callbacks")
+        tx.buffer("sids", list, _insert_sids).append("x3")
+        return int(row[0]) if row else -1
+
+    try:
+        assert await db.write(run) == 2
+        rows = await db.fetchall("SELECT provider_sid FROM status_callbacks ORDER BY id")
+        assert [r[0] for r in rows] == ["x1", "x2", "x3"]
+        # A session (a write that awaits other things) flushes at its end as well.
+        assert await db.write_session(run) == 5
+        assert len(await db.fetchall("SELECT 1 FROM status_callbacks")) == 6
+    finally:
+        await db.close()

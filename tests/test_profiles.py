@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from gateway import keys
-from gateway.profiles import derived_time_zones
+from gateway.db import Tx
+from gateway.models import InboundMessage
+from gateway.profiles import derived_time_zones, new_event_id
 from tests.conftest import admin
 
 PHONE = "+12125550101"
@@ -59,6 +61,59 @@ async def test_the_message_and_the_profile_commit_together(client: Any) -> None:
     await db.write(lambda tx: tx.execute("DROP TRIGGER no_events"))
     await text(client, "SM9", "hi")  # the provider's retry now succeeds, once
     assert len(await db.fetchall("SELECT * FROM inbound_messages")) == 1
+
+
+async def test_events_of_one_write_are_numbered_in_order_and_counted(client: Any) -> None:
+    """The timeline is written when the write ends, in a few statements; reading the
+    profile inside the write sees what the write has recorded so far."""
+    store, db = client.app[keys.PROFILES], client.app[keys.DB]
+    at = client.app[keys.CLOCK].now()
+    msg = InboundMessage("twilio", "SM1", PHONE, "12345", "JOIN", at)
+
+    async def exchange(tx: Tx) -> tuple[int, int, list[str]]:
+        await store.on_inbound(tx, msg)
+        ids = [await store.record(tx, PHONE, "consent.changed", {"status": "pending"}, at)]
+        seen = await store.load(tx, PHONE)  # the first two events are written here
+        await store.on_outbound(tx, [(PHONE, {"body": "Reply Y"}), ("+12125550102", {})], at)
+        ids.append(await store.record(tx, PHONE, "conversation.started", {}, at))
+        assert seen is not None
+        return seen.inbound_count, seen.seq, ids
+
+    inbound, seq, ids = await db.write(exchange)
+    assert (inbound, seq) == (1, 2)
+    rows = await db.fetchall("SELECT id, event_id, phone, seq, type FROM profile_events"
+                             " ORDER BY id")
+    assert [(r["phone"], r["seq"], r["type"]) for r in rows] == [
+        (PHONE, 1, "message.in"), (PHONE, 2, "consent.changed"), (PHONE, 3, "message.out"),
+        ("+12125550102", 1, "message.out"), (PHONE, 4, "conversation.started")]
+    assert [r["event_id"] for r in rows if r["type"] in ("consent.changed",
+                                                         "conversation.started")] == ids
+    status, profile = await get(client, f"/api/v1/profiles/{PHONE}")
+    assert status == 200 and profile["counters"]["inbound"] == 1
+    assert profile["counters"]["outbound"] == 1
+    assert profile["last_inbound_at"] is not None and profile["last_outbound_at"] is not None
+
+
+async def test_an_erasure_covers_events_recorded_earlier_in_the_same_write(
+        client: Any) -> None:
+    store, db = client.app[keys.PROFILES], client.app[keys.DB]
+    at = client.app[keys.CLOCK].now()
+
+    async def record_then_erase(tx: Tx) -> None:
+        await store.record(tx, PHONE, "conversation.answer", {"answer": "my secret"}, at)
+        await store.erase(tx, PHONE, at)
+
+    await db.write(record_then_erase)
+    rows = await db.fetchall("SELECT type, data_json FROM profile_events ORDER BY id")
+    assert [(r["type"], json.loads(r["data_json"])) for r in rows] == [
+        ("conversation.answer", {"redacted": True}),
+        ("profile.erased", {"suppressed": True})]
+
+
+def test_event_ids_are_unique_hex_idempotency_keys() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
 async def test_delivery_receipts_count_on_a_known_profile(client: Any) -> None:

@@ -29,6 +29,7 @@ from gateway.errors import StorageError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+B = TypeVar("B")
 Row = aiosqlite.Row
 
 
@@ -57,6 +58,28 @@ class Tx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._buffers: dict[object, tuple[Any, Callable[[Tx, Any], Awaitable[None]]]] = {}
+
+    def buffer(self, key: object, factory: Callable[[], B],
+               flush: Callable[[Tx, B], Awaitable[None]]) -> B:
+        """Work to write at the end of the current write function (before its savepoint is
+        released), so that many small changes become a few statements; `flush(tx, buffer)`
+        writes it then, or earlier when someone calls `flush(key)` to read the rows."""
+        found = self._buffers.get(key)
+        if found is None:
+            found = self._buffers[key] = (factory(), flush)
+        return found[0]  # type: ignore[no-any-return]
+
+    async def flush(self, key: object = None) -> None:
+        """Write buffered work now: `key`'s, or all of it."""
+        for name in [key] if key is not None else list(self._buffers):
+            found = self._buffers.pop(name, None)
+            if found is not None:
+                await found[1](self, found[0])
+
+    def discard(self) -> None:
+        """Forget buffered work (its write function failed and is being rolled back)."""
+        self._buffers.clear()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the last inserted row id (0 when nothing was inserted)."""
@@ -110,6 +133,7 @@ class _SessionTx(Tx):
 
     def __init__(self, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
         self._session, self._loop = session, loop
+        self._buffers = {}
 
     async def _run(self, call: Callable[[sqlite3.Connection], Any]) -> Any:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -205,8 +229,10 @@ class Database:
         session = _Session(self._loop)
         self._jobs.put(session)
         await session.begun
+        tx = _SessionTx(session, self._loop)
         try:
-            result = await fn(_SessionTx(session, self._loop))
+            result = await fn(tx)
+            await tx.flush()
         except BaseException:
             session.requests.put(False)
             with contextlib.suppress(Exception):
@@ -322,7 +348,9 @@ class Database:
                     conn.execute("SAVEPOINT w")
                 try:
                     result = _drive(fn(tx))
+                    _drive(tx.flush())
                 except Exception as exc:
+                    tx.discard()
                     conn.execute("ROLLBACK" if single else "ROLLBACK TO w")
                     if not single:
                         conn.execute("RELEASE w")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.clock import isoformat
-from gateway.db import Database, Row, Tx, dumps, marks
+from gateway.db import Database, Row, Tx, marks
 
 PROFILE_COLUMNS = (
     "phone, first_name, last_name, email, language, time_zone, attributes_json, tags_json,"
@@ -55,26 +55,29 @@ async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
 
 
 
-async def bump(tx: Tx, rows: Sequence[tuple[str, int, int, int, int, str]], chunk: int = 300
-               ) -> dict[str, int]:
-    """Rows of (phone, sent, delivered, failed, events, time): create profiles as needed, add
-    to their counters and take `events` event numbers, a few statements for a whole batch;
-    returns each phone's last event number."""
+async def bump(tx: Tx, rows: Sequence[tuple[str, int, int, int, int, int, str | None, str]],
+               chunk: int = 250) -> dict[str, int]:
+    """Rows of (phone, received, sent, delivered, failed, events, last received, time):
+    create profiles as needed, add to their counters and take `events` event numbers, a
+    statement per chunk of profiles; returns each phone's last event number."""
     last: dict[str, int] = {}
     for i in range(0, len(rows), chunk):
         part = rows[i:i + chunk]
         found = await tx.fetchall(
-            "INSERT INTO profiles (phone, outbound_count, delivered_count, failed_count, seq,"
-            " last_outbound_at, created_at, updated_at) VALUES "
-            + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part)) +
+            "INSERT INTO profiles (phone, inbound_count, outbound_count, delivered_count,"
+            " failed_count, seq, last_inbound_at, last_outbound_at, created_at, updated_at)"
+            " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part)) +
             " ON CONFLICT (phone) DO UPDATE SET"
+            " inbound_count = inbound_count + excluded.inbound_count,"
             " outbound_count = outbound_count + excluded.outbound_count,"
             " delivered_count = delivered_count + excluded.delivered_count,"
             " failed_count = failed_count + excluded.failed_count, seq = seq + excluded.seq,"
+            " last_inbound_at = COALESCE(excluded.last_inbound_at, last_inbound_at),"
             " last_outbound_at = COALESCE(excluded.last_outbound_at, last_outbound_at),"
             " updated_at = excluded.updated_at RETURNING phone, seq",
-            [v for phone, sent, ok, bad, events, at in part
-             for v in (phone, sent, ok, bad, events, at if sent else None, at, at)])
+            [v for phone, received, sent, ok, bad, events, received_at, at in part
+             for v in (phone, received, sent, ok, bad, events, received_at,
+                       at if sent else None, at, at)])
         last.update({row[0]: int(row[1]) for row in found})
     return last
 
@@ -83,30 +86,6 @@ async def existing(tx: Tx, phones: Sequence[str]) -> set[str]:
     rows = await tx.fetchall(f"SELECT phone FROM profiles WHERE phone IN ({marks(phones)})",
                              tuple(phones))
     return {row[0] for row in rows}
-
-
-async def next_seq(tx: Tx, phone: str, at: datetime, *, inbound: bool = False) -> int:
-    """Create the profile if new and take its next event number, in one statement; with
-    `inbound`, also count an inbound message. (Every statement is a trip to the database
-    thread, and this one is on the path of every message.)"""
-    stamp = isoformat(at)
-    counted = (", inbound_count = inbound_count + 1, last_inbound_at = excluded.last_inbound_at"
-               if inbound else "")
-    row = await tx.fetchone(
-        "INSERT INTO profiles (phone, inbound_count, last_inbound_at, seq, created_at,"
-        " updated_at) VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (phone) DO UPDATE SET"
-        f" seq = seq + 1, updated_at = excluded.updated_at{counted} RETURNING seq",
-        (phone, 1 if inbound else 0, stamp if inbound else None, stamp, stamp))
-    assert row is not None  # an upsert always returns its row
-    return int(row[0])
-
-
-async def insert_event(tx: Tx, *, event_id: str, phone: str, seq: int, type_: str,
-                       occurred_at: datetime, data: dict[str, Any]) -> int:
-    return await tx.execute(
-        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (event_id, phone, seq, type_, isoformat(occurred_at), dumps(data)))
 
 
 async def timeline(db: Database, phone: str, *, after_seq: int, limit: int) -> list[Row]:
