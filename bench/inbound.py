@@ -129,8 +129,10 @@ async def main() -> None:
         runner, url = await serve(app)
         tune_gc()
         db = app[keys.DB]
+        cpu = time.process_time()
         elapsed, latencies = await loop.run_in_executor(pool, client_process, url, items,
                                                         args.concurrency)
+        cpu = time.process_time() - cpu
         stored = await db.fetchone("SELECT COUNT(*) FROM inbound_messages")
         replies = await db.fetchone("SELECT COUNT(*) FROM outbound_messages")
         rate = args.messages / elapsed
@@ -138,7 +140,8 @@ async def main() -> None:
               f"{rate:,.0f} webhooks/s, {percentiles(latencies)}")
         print(f"  {stored[0] if stored else 0:,} messages stored, "
               f"{replies[0] if replies else 0:,} replies; {db.writes:,} writes in "
-              f"{db.commits:,} commits")
+              f"{db.commits:,} commits; gateway CPU {cpu / args.messages * 1e6:.0f} µs "
+              f"per webhook ({cpu / elapsed:.2f} cores)")
         paced = await loop.run_in_executor(pool, paced_process, url, paced_items, args.rate)
         print(f"gateway at a steady {args.rate:,.0f} webhooks/s for "
               f"{len(paced_items) / args.rate:.0f} s: {percentiles(paced)}")
@@ -152,12 +155,15 @@ async def main() -> None:
 
         bare.router.add_post("/webhooks/twilio/sms", static)
         runner, url = await serve(bare)
+        bare_cpu = time.process_time()
         bare_elapsed, bare_latencies = await loop.run_in_executor(
             pool, client_process, url, items, args.concurrency)
+        bare_cpu = time.process_time() - bare_cpu
         await runner.cleanup()
     bare_rate = args.messages / bare_elapsed
     print(f"bare aiohttp handler, static TwiML: {bare_rate:,.0f} webhooks/s, "
-          f"{percentiles(bare_latencies)}")
+          f"{percentiles(bare_latencies)}; CPU {bare_cpu / args.messages * 1e6:.0f} µs per "
+          f"request ({bare_cpu / bare_elapsed:.2f} cores)")
     print(f"gateway / bare: {rate / bare_rate:.2f}")
 
 
