@@ -77,6 +77,9 @@ class Catalog:
         overall = (FrequencyCap(consent.max_messages, timedelta(hours=consent.cap_window_hours))
                    if consent.max_messages else None)
         self.programs: dict[str, Program] = {}
+        #: Whether any program speaks more than one language (else a profile's language
+        #: does not change any text, and is not worth reading).
+        self.translated = any(p.translations for p in config.programs)
         for p in config.programs:
             texts = {"": Texts(
                 help=p.help_text,

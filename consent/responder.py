@@ -15,7 +15,7 @@ from consent.ledger import ConsentEvent, ConsentLedger, Kind, Source, Status
 from consent.programs import Catalog, Program
 from gateway.db import Tx
 from gateway.db import consent as sql
-from gateway.db.profiles import get as get_profile
+from gateway.db.profiles import language as profile_language
 from gateway.models import InboundMessage, Reply
 from gateway.text import words
 
@@ -41,8 +41,8 @@ class ConsentResponder:
                                  inbound_sid=msg.provider_sid, text=msg.body, rule=found.rule,
                                  at=msg.received_at)
             return None
-        row = await get_profile(tx, msg.from_number)
-        language = row["language"] if row else None
+        language = (await profile_language(tx, msg.from_number)
+                    if self.catalog.translated else None)
         if join is not None:
             return await self.join(tx, msg, join, language)
         if found.intent is Intent.OPT_OUT:

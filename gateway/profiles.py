@@ -399,10 +399,9 @@ class ProfileStore:
         if not rows:
             return 0, 0
         await sql.upsert_many(tx, rows)
-        first = await sql.next_event_ref(tx)
         await sql.insert_events_many(tx, [
-            (first + i, new_event_id(), phone, seq, event_type, stamp, data)
-            for i, (phone, seq, data) in enumerate(events)])
+            (new_event_id(), phone, seq, event_type, stamp, data)
+            for phone, seq, data in events])
         return created, changed
 
     async def erase(self, tx: Tx, phone: str, at: datetime) -> str:
@@ -488,11 +487,9 @@ class ProfileStore:
             (p, t[0], t[1], t[2], t[3], t[4], isoformat(t[5]) if t[5] else None, stamp)
             for p, t in totals.items()])
         seq = {phone: last[phone] - t[4] + 1 for phone, t in totals.items()}
-        first = await sql.next_event_ref(tx)
         rows = []
-        for i, (event_id, phone, type_, data, at, _) in enumerate(items):
-            rows.append((first + i, event_id, phone, seq[phone], type_, isoformat(at),
-                         dumps(data)))
+        for event_id, phone, type_, data, at, _ in items:
+            rows.append((event_id, phone, seq[phone], type_, isoformat(at), dumps(data)))
             seq[phone] += 1
         await sql.insert_events_many(tx, rows)
 

@@ -21,6 +21,11 @@ async def get(db_or_tx: Database | Tx, phone: str) -> Row | None:
                                    (phone,))
 
 
+async def language(db_or_tx: Database | Tx, phone: str) -> str | None:
+    row = await db_or_tx.fetchone("SELECT language FROM profiles WHERE phone = ?", (phone,))
+    return row[0] if row else None
+
+
 async def get_many(tx: Tx | Database, phones: Sequence[str], chunk: int = 5000) -> list[Row]:
     rows: list[Row] = []
     for i in range(0, len(phones), chunk):
@@ -41,17 +46,13 @@ async def upsert_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
         f" ON CONFLICT (phone) DO UPDATE SET {changed}", rows)
 
 
-async def next_event_ref(tx: Tx) -> int:
-    """The row id the next event will get; safe because the caller holds the write lock."""
-    row = await tx.fetchone("SELECT COALESCE(MAX(id), 0) + 1 FROM profile_events")
-    return int(row[0]) if row else 1
-
-
 async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
-    """Rows of (id, event_id, phone, seq, type, occurred_at, data_json)."""
+    """Rows of (event_id, phone, seq, type, occurred_at, data_json), in the order they
+    happened: each takes the next `id` (no row is ever deleted, so no id is ever reused and
+    the CRM relays' cursors stay valid)."""
     await tx.executemany(
-        "INSERT INTO profile_events (id, event_id, phone, seq, type, occurred_at, data_json)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        "INSERT INTO profile_events (event_id, phone, seq, type, occurred_at, data_json)"
+        " VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 
