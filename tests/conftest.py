@@ -119,6 +119,27 @@ async def twilio_fake() -> AsyncIterator[FakeTwilio]:
     await fake.close()
 
 
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTwilio]:
+    """The Twilio fake that also calls back with signed "sent" and "delivered" receipts."""
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def on_the_fake(fake: FakeTwilio, port: int, *, timeout: float, rate: float
+                ) -> dict[str, Any]:
+    """Config for a gateway on its own public URL (so the fake's callbacks reach it),
+    sending to `fake` through the real twilio library."""
+    return {
+        "service": {"public_url": f"http://127.0.0.1:{port}"},
+        "provider": {"kind": "twilio", "twilio": {
+            "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
+            "api_base_url": fake.base_url, "timeout_seconds": timeout}},
+        "short_codes": [{"code": "12345", "messages_per_second": rate}]}
+
+
 def twilio_signature(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> dict[str, str]:
     """The headers Twilio would send: `url` is the public URL the app is configured with."""
     return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}

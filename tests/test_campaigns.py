@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,24 +18,16 @@ from gateway.clock import FrozenClock, isoformat
 from gateway.profiles import ProfileChanges
 from tests.conftest import (
     ACCOUNT_SID,
-    AUTH_TOKEN,
     ConfigFactory,
     admin,
     eventually,
     free_port,
+    on_the_fake,
     twilio_signature,
 )
 from tests.fakes.twilio_server import FakeTwilio
 
 EVIDENCE = {"form_url": "https://acme.example/join", "ip": "203.0.113.7"}
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 def programs(**deals: Any) -> list[dict[str, Any]]:
@@ -54,11 +46,7 @@ def start(make_config: ConfigFactory, make_client: Any, fake: FakeTwilio
                  **changes: Any) -> Any:
         port = free_port()
         raw: dict[str, Any] = {
-            "service": {"public_url": f"http://127.0.0.1:{port}"},
-            "provider": {"kind": "twilio", "twilio": {
-                "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
-                "api_base_url": fake.base_url, "timeout_seconds": 1.0}},
-            "short_codes": [{"code": "12345", "messages_per_second": rate}],
+            **on_the_fake(fake, port, timeout=1.0, rate=rate),
             "programs": programs(**(deals or {})),
             "campaigns": {"batch_size": 50, "queue_ahead": 20},
             **changes}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,25 +17,16 @@ from gateway.clock import FrozenClock
 from gateway.outbound import NewMessage
 from gateway.outbound.dispatcher import Dispatcher
 from tests.conftest import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
     ConfigFactory,
     admin,
     eventually,
     free_port,
+    on_the_fake,
     twilio_signature,
 )
 from tests.fakes.twilio_server import FakeTwilio
 
 PHONE = "+12125550147"  # New York
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture
@@ -47,11 +38,7 @@ def start(make_config: ConfigFactory, make_client: Any, fake: FakeTwilio
     async def go(clock: Any = None, **changes: Any) -> Any:
         port = free_port()
         raw: dict[str, Any] = {
-            "service": {"public_url": f"http://127.0.0.1:{port}"},
-            "provider": {"kind": "twilio", "twilio": {
-                "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
-                "api_base_url": fake.base_url, "timeout_seconds": 0.5}},
-            "short_codes": [{"code": "12345", "messages_per_second": 1000}],
+            **on_the_fake(fake, port, timeout=0.5, rate=1000),
             "outbound": {"reconcile_after_seconds": 0.3, "retry_initial_seconds": 0.05,
                          "retry_max_seconds": 0.2}}
         for key, value in changes.items():
