@@ -343,12 +343,12 @@ async def test_frequency_cap_skips_and_quiet_hours_defer(start: Any, fake: FakeT
     assert await status_of(client, campaign["id"]) == "running"  # deferred, never dropped
 
 
-async def test_local_time_schedule_queues_each_recipient_for_their_own_morning(
-        start: Any) -> None:
+async def local_time_campaign(start: Any) -> tuple[Any, FrozenClock, str,
+                                                  Callable[[], Any]]:
+    """Paris and New York queued for 10:00 on 24 November in their own zones."""
     clock = FrozenClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
     client = await start(clock=clock)
-    paris, new_york = "+33612345678", "+12125550100"
-    await opt_in(client, [paris, new_york])
+    await opt_in(client, [PARIS, NEW_YORK])
     campaign = await create(client)
     path = f"/api/v1/campaigns/{campaign['id']}"
     scheduled = await api(client, "POST", f"{path}/schedule",
@@ -358,13 +358,45 @@ async def test_local_time_schedule_queues_each_recipient_for_their_own_morning(
     clock.advance(timedelta(hours=8))
     await service.fire(campaign["id"], datetime(2026, 11, 23, 20, 0, tzinfo=UTC))
 
-    async def queued() -> dict[str, str]:
+    async def waiting() -> dict[str, tuple[str, str | None, str | None]]:
         log = await api(client, "GET", f"/api/v1/messages?campaign={campaign['id']}")
-        return {m["to"]: m["next_attempt_at"] for m in log["messages"]}
+        return {m["to"]: (m["status"], m["reason"], m["next_attempt_at"])
+                for m in log["messages"]}
 
-    await eventually(lambda: _len_is(queued, 2), what="both queued")
-    assert await queued() == {paris: "2026-11-24T09:00:00.000000+00:00",
-                              new_york: "2026-11-24T15:00:00.000000+00:00"}
+    await eventually(lambda: _len_is(waiting, 2), what="both queued")
+    return client, clock, path, waiting
+
+
+PARIS, NEW_YORK = "+33612345678", "+12125550100"
+PARIS_AT, NEW_YORK_AT = "2026-11-24T09:00:00.000000+00:00", "2026-11-24T15:00:00.000000+00:00"
+
+
+async def test_local_time_schedule_queues_each_recipient_for_their_own_morning(
+        start: Any) -> None:
+    *_, waiting = await local_time_campaign(start)
+    assert {to: at for to, (_, _, at) in (await waiting()).items()} == {
+        PARIS: PARIS_AT, NEW_YORK: NEW_YORK_AT}
+
+
+async def test_a_pause_keeps_each_recipients_time_and_holds_what_comes_due(
+        start: Any, fake: FakeTwilio) -> None:
+    """Pausing must not turn a wait (local hour, quiet hours, a retry's back-off) into
+    "send at the resume"."""
+    client, clock, path, waiting = await local_time_campaign(start)
+    before = await waiting()
+    assert before[PARIS][2] == PARIS_AT and before[NEW_YORK][2] == NEW_YORK_AT
+    await api(client, "POST", f"{path}/pause")
+    assert await waiting() == before
+    clock.advance(timedelta(hours=13, minutes=1))  # 09:01 UTC: Paris is due, still paused
+    client.server.app[keys.OUTBOUND].wake()
+    await eventually(lambda: _holds(waiting, PARIS), what="Paris held when due")
+    await api(client, "POST", f"{path}/resume")
+    await eventually(lambda: sent_to(fake) == Counter([PARIS]), what="Paris sent at resume")
+    assert (await waiting())[NEW_YORK] == before[NEW_YORK]  # still waiting for its morning
+
+
+async def _holds(fetch: Callable[[], Any], phone: str) -> bool:
+    return bool((await fetch())[phone] == ("deferred", "paused", None))
 
 
 async def _len_is(fetch: Callable[[], Any], n: int) -> bool:

@@ -22,7 +22,7 @@ RUN_COLUMNS = ("id, campaign_id, scheduled_for, status, cursor_phone, audience, 
 UNFINISHED = ("materialising", "queuing", "sending")
 #: Outbound statuses of a message that has not left yet and can still be held or cancelled.
 #: A paused campaign's messages are held as ``deferred`` with reason ``paused`` and no time:
-#: nothing releases them but a resume.
+#: nothing releases them but a resume. (Those waiting for a later time keep waiting.)
 WAITING = ("queued", "deferred")
 #: Spreads consecutive recipients over the 100 buckets of the A/B split: 37 is prime to 100,
 #: so every 100 consecutive recipients fill each bucket exactly once (exact percentages).
@@ -244,22 +244,28 @@ async def has_pending(db: Database | Tx, campaign_id: str) -> bool:
     return bool(row and row[0])
 
 
-async def _waiting_ids(tx: Tx, campaign_id: str, *, held: bool | None = None) -> list[int]:
+async def _waiting_ids(tx: Tx, campaign_id: str, *, held: bool | None = None,
+                       due: datetime | None = None) -> list[int]:
     """The campaign's messages not yet handed over (`held`: only those paused, or only
-    those not paused)."""
+    those not paused; `due`: only those free to go at that time)."""
     clause = {None: "", True: " AND reason = 'paused' AND next_attempt_at IS NULL",
               False: " AND NOT (status = 'deferred' AND reason = 'paused'"
                      " AND next_attempt_at IS NULL)"}[held]
+    params: tuple[Any, ...] = (*WAITING, campaign_id)
+    if due is not None:
+        clause += " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        params += (isoformat(due),)
     rows = await tx.fetchall(
         f"SELECT id FROM outbound_messages INDEXED BY outbound_messages_status"
-        f" WHERE status IN ({marks(WAITING)}) AND campaign_id = ?{clause}",
-        (*WAITING, campaign_id))
+        f" WHERE status IN ({marks(WAITING)}) AND campaign_id = ?{clause}", params)
     return [r[0] for r in rows]
 
 
 async def hold(tx: Tx, campaign_id: str, at: datetime) -> int:
-    """Paused: what has not left yet is held until the campaign resumes."""
-    ids = await _waiting_ids(tx, campaign_id, held=False)
+    """Paused: what would go now is held until the campaign resumes. A message waiting for
+    a later time (a recipient's local hour, quiet hours, a retry's back-off) keeps its time;
+    if that comes while the campaign is still paused, the dispatcher holds it then."""
+    ids = await _waiting_ids(tx, campaign_id, held=False, due=at)
     stamp = isoformat(at)
     await tx.executemany("UPDATE outbound_messages SET status = 'deferred', reason = 'paused',"
                          " next_attempt_at = NULL, updated_at = ? WHERE id = ?",
