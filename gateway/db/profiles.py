@@ -55,7 +55,6 @@ async def insert_events_many(tx: Tx, rows: Iterable[Sequence[Any]]) -> None:
         " VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
-
 async def bump(tx: Tx, rows: Sequence[tuple[str, int, int, int, int, int, str | None, str]],
                chunk: int = 250) -> dict[str, int]:
     """Rows of (phone, received, sent, delivered, failed, events, last received, time):
