@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from typing import Any
@@ -92,6 +93,34 @@ async def test_events_of_one_write_are_numbered_in_order_and_counted(client: Any
     assert status == 200 and profile["counters"]["inbound"] == 1
     assert profile["counters"]["outbound"] == 1
     assert profile["last_inbound_at"] is not None and profile["last_outbound_at"] is not None
+
+
+async def test_concurrent_texts_keep_every_timeline_whole_and_in_order(client: Any) -> None:
+    """Many webhooks sharing group commits: each customer's events are numbered 1..n without
+    gaps, in commit order, and the counters agree with the messages stored."""
+    senders = [f"+1212555{200 + i:04d}" for i in range(12)]
+    script = ("JOIN", "Y", "HELP", "what?", "STOP", "START")
+    await asyncio.gather(*(
+        text(client, f"SM{step}x{n}", body, sender)
+        for step, body in enumerate(script) for n, sender in enumerate(senders)))
+    db = client.app[keys.DB]
+
+    async def one(sql: str) -> Any:
+        row = await db.fetchone(sql)
+        return row[0] if row else None
+
+    assert await one("SELECT COUNT(*) FROM inbound_messages") == len(script) * len(senders)
+    assert await one("SELECT SUM(inbound_count) FROM profiles") == len(script) * len(senders)
+    assert await one("SELECT SUM(outbound_count) FROM profiles") == await one(
+        "SELECT COUNT(*) FROM outbound_messages")
+    assert await one("SELECT COUNT(*) FROM profile_events WHERE type = 'message.out'") == \
+        await one("SELECT COUNT(*) FROM outbound_messages")
+    assert await one("SELECT COUNT(*) FROM profiles p WHERE seq != (SELECT COUNT(*)"
+                     " FROM profile_events e WHERE e.phone = p.phone)") == 0
+    assert await one("SELECT COUNT(*) FROM (SELECT phone FROM profile_events GROUP BY phone"
+                     " HAVING MAX(seq) != COUNT(*) OR MIN(seq) != 1)") == 0
+    assert await one("SELECT COUNT(*) FROM profile_events a JOIN profile_events b"
+                     " ON a.phone = b.phone AND a.seq < b.seq AND a.id > b.id") == 0
 
 
 async def test_an_erasure_covers_events_recorded_earlier_in_the_same_write(
