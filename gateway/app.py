@@ -54,6 +54,7 @@ OPT_OUT_WATCH = web.AppKey("opt_out_watch", OptOutWatch)
 OUTBOUND_METRICS = web.AppKey("outbound_metrics", OutboundMetrics)
 ROUTER = web.AppKey("router", Router)
 HOLDS = web.AppKey("campaign_holds", CampaignHolds)
+OUTBOX = web.AppKey("outbox", Outbox)
 PULL = web.AppKey("pull_campaigns", PullCampaigns)
 
 
@@ -155,13 +156,14 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     router = config_router(config)
     router.include(app[ROUTER])  # handlers written in Python match after configured ones
     app[HOLDS] = CampaignHolds()
+    app[OUTBOX] = Outbox(config)  # one queue front for handlers, the senders and campaigns
     pull = app[PULL] = PullCampaigns(config, consent, router)
     await pull.load(db, config)
     router.source(pull.match)  # pull campaigns' keywords, after every fixed one
     conversations = Conversations({c.id: Flow(c) for c in config.conversations},
                                   app[keys.PROFILES])
     answer = InboundRouter(config, consent, app[keys.PROFILES], router, conversations,
-                           outbox=Outbox(config),
+                           outbox=app[OUTBOX],
                            on_silenced=lambda msg: metrics.inbound_silenced.inc())
     app[keys.INGEST] = Ingest(db, metrics, app[keys.PROFILES],
                               short_codes=frozenset(s.code for s in config.short_codes),
@@ -195,7 +197,7 @@ async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
     """The senders: started last, stopped first (before the provider and database close)."""
     outbound = Outbound(app[keys.CONFIG], app[keys.DB], app[keys.PROVIDER], app[keys.CONSENT],
                         app[keys.CLOCK], app[OPT_OUT_WATCH], app[OUTBOUND_METRICS],
-                        holds=app[HOLDS], committed=app[keys.SYNC].wake)
+                        holds=app[HOLDS], outbox=app[OUTBOX], committed=app[keys.SYNC].wake)
     app[keys.OUTBOUND] = outbound
     names = [f"outbound:{code}" for code in outbound.dispatchers]
     for name, dispatcher in zip(names, outbound.dispatchers.values(), strict=True):

@@ -348,7 +348,8 @@ class Database:
                     conn.execute("SAVEPOINT w")
                 try:
                     result = _drive(fn(tx))
-                    _drive(tx.flush())
+                    if tx._buffers:
+                        _drive(tx.flush())
                 except Exception as exc:
                     tx.discard()
                     conn.execute("ROLLBACK" if single else "ROLLBACK TO w")

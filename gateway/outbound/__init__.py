@@ -33,10 +33,10 @@ class Outbound:
 
     def __init__(self, config: Config, db: Database, provider: Provider, consent: Consent,
                  clock: Clock, watch: OptOutWatch, metrics: OutboundMetrics, *,
-                 holds: CampaignHolds | None = None,
+                 holds: CampaignHolds | None = None, outbox: Outbox | None = None,
                  committed: Callable[[], None] = lambda: None) -> None:
         self.config, self.db, self.clock = config, db, clock
-        self.outbox = Outbox(config)
+        self.outbox = outbox or Outbox(config)
         self.watch = watch
         self.holds = holds or CampaignHolds()
         account = (RateLimiter(config.provider.messages_per_second)
