@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from twilio.base.exceptions import TwilioException
 
 from gateway import keys
 from gateway.config import Secret, TwilioConfig
@@ -149,3 +151,117 @@ async def test_fake_callbacks_reach_the_app_signed(make_config: ConfigFactory,
         "SELECT provider_sid, status FROM status_callbacks ORDER BY id")
     assert [tuple(r) for r in rows] == [(result.provider_sid, "sent"),
                                         (result.provider_sid, "delivered")]
+
+
+# -- every fault of every call maps onto the closed taxonomy ---------------------------
+
+SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def _call(provider: TwilioProvider, operation: str, fake: FakeTwilio) -> object:
+    if operation == "send":
+        return await provider.send(SMS)
+    if operation == "lookup":
+        return await provider.lookup(SMS, SINCE)
+    sid = next(iter(fake.messages), "SM" + "0" * 32)
+    return await provider.fetch(sid)
+
+
+FAULTS = [
+    # (id, fault, kind, outcome unknown for a send)
+    ("503", dict(status=503), SendErrorKind.SERVER_ERROR, True),
+    ("500-html", dict(status=500, body="<html>oops</html>"), SendErrorKind.SERVER_ERROR, True),
+    ("405", dict(status=405), SendErrorKind.ENDPOINT, False),
+    ("404-no-code", dict(status=404, body="Not Found"), SendErrorKind.ENDPOINT, False),
+    ("200-not-json", dict(status=200, body="{not json"), SendErrorKind.MALFORMED, True),
+    ("201-empty-object", dict(status=201, body="{}"), SendErrorKind.MALFORMED, True),
+    ("reset", dict(reset=True), SendErrorKind.INTERRUPTED, True),
+]
+
+
+@pytest.mark.parametrize("operation", ["send", "lookup", "fetch"])
+@pytest.mark.parametrize(("fault", "kind", "unknown"), [f[1:] for f in FAULTS],
+                         ids=[f[0] for f in FAULTS])
+async def test_every_fault_of_every_call_is_a_send_error(
+        provider: TwilioProvider, twilio_fake: FakeTwilio, operation: str,
+        fault: dict[str, Any], kind: SendErrorKind, unknown: bool) -> None:
+    await provider.send(SMS)  # a message the look-up and the fetch can find
+    resource = {"send": "create", "lookup": "list", "fetch": "fetch"}[operation]
+    twilio_fake.fail(resource, **fault)
+    if operation != "send" and fault.get("status") == 201:
+        twilio_fake.fail(resource, **(fault | {"status": 200}))  # a read answers 200
+    with pytest.raises(SendError) as caught:
+        await _call(provider, operation, twilio_fake)
+    error = caught.value
+    if operation == "lookup" and fault.get("body") == "{}":
+        assert error.kind is SendErrorKind.MALFORMED  # a page with no records in it
+    else:
+        assert error.kind is kind, error
+    assert error.transient
+    if operation == "send":
+        assert error.outcome_unknown is unknown
+    assert str(error)  # says what happened
+    twilio_fake.heal()
+    assert await _call(provider, operation, twilio_fake)  # and the next call works
+
+
+@pytest.mark.parametrize("operation", ["send", "lookup", "fetch"])
+async def test_a_refused_connection_is_a_connection_error(twilio_fake: FakeTwilio,
+                                                         operation: str) -> None:
+    async with started(twilio_fake.base_url) as provider:
+        await provider.send(SMS)
+        await twilio_fake.go_away()
+        with pytest.raises(SendError) as caught:
+            await _call(provider, operation, twilio_fake)
+        assert caught.value.kind is SendErrorKind.CONNECTION
+        assert not caught.value.outcome_unknown  # never reached Twilio: safe to resend
+        await twilio_fake.come_back()
+        assert await _call(provider, operation, twilio_fake)
+
+
+@pytest.mark.parametrize("operation", ["send", "lookup", "fetch"])
+async def test_a_tls_failure_is_a_connection_error(twilio_fake: FakeTwilio,
+                                                  operation: str) -> None:
+    # https:// to a server that speaks plain HTTP: the handshake fails.
+    https = twilio_fake.base_url.replace("http://", "https://")
+    async with started(https) as provider:
+        with pytest.raises(SendError) as caught:
+            await _call(provider, operation, twilio_fake)
+    assert caught.value.kind is SendErrorKind.CONNECTION
+    assert caught.value.transient
+
+
+@pytest.mark.parametrize("operation", ["send", "lookup", "fetch"])
+@pytest.mark.parametrize("exception", [RuntimeError("boom"), TwilioException("odd"),
+                                       KeyError("sid")], ids=["RuntimeError",
+                                                              "TwilioException", "KeyError"])
+async def test_anything_else_a_call_raises_is_a_transient_error_naming_its_class(
+        provider: TwilioProvider, twilio_fake: FakeTwilio, operation: str,
+        exception: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise exception
+
+    monkeypatch.setattr(provider._http, "request", broken)
+    with pytest.raises(SendError) as caught:
+        await _call(provider, operation, twilio_fake)
+    error = caught.value
+    assert error.transient
+    if isinstance(exception, TwilioException):
+        assert error.kind is SendErrorKind.MALFORMED and "odd" in str(error)
+    else:
+        assert error.kind is SendErrorKind.UNEXPECTED
+        assert type(exception).__name__ in str(error)
+        assert error.outcome_unknown  # a send that raised may have gone
+
+
+async def test_fetch_reads_the_status_twilio_holds(provider: TwilioProvider,
+                                                   twilio_fake: FakeTwilio) -> None:
+    sent = await provider.send(SMS)
+    status = await provider.fetch(sent.provider_sid)
+    assert (status.sid, status.status, status.final) == (sent.provider_sid, "queued", False)
+    twilio_fake.messages[sent.provider_sid].update(status="undelivered", error_code=30003)
+    status = await provider.fetch(sent.provider_sid)
+    assert (status.status, status.error_code, status.final) == ("undelivered", "30003", True)
+    with pytest.raises(SendError) as caught:
+        await provider.fetch("SM" + "f" * 32)
+    assert caught.value.kind is SendErrorKind.ENDPOINT  # 404 20404: not ours to say more

@@ -57,3 +57,8 @@ async def find(db: Database, from_number: str, to_number: str, since: datetime) 
         "SELECT sid, from_number, to_number, body, status, created_at FROM sandbox_messages"
         " WHERE to_number = ? AND from_number = ? AND created_at >= ? ORDER BY created_at, sid",
         (to_number, from_number, isoformat(since)))
+
+
+async def get(db: Database, sid: str) -> Row | None:
+    return await db.fetchone("SELECT sid, status, error_code FROM sandbox_messages"
+                             " WHERE sid = ?", (sid,))

@@ -22,17 +22,32 @@ class SendErrorKind(enum.StrEnum):
     CONNECTION = "connection"  # never reached the provider
     INTERRUPTED = "interrupted"  # the connection broke mid-request: it may have been accepted
     AUTH = "auth"  # our credentials were refused: an operator must fix config; keep the message
+    #: The endpoint does not take the request at all (404/405 with no error of the message's
+    #: own): the provider's URL or account is wrong. Kept for when an operator fixes it.
+    ENDPOINT = "endpoint"
+    #: The provider answered something we cannot read (not JSON, not the expected shape):
+    #: whether it took the message is unknown.
+    MALFORMED = "malformed"
+    #: Anything else the adapter or its library raised: a bug or a new failure, treated as
+    #: "may have gone", with the exception's class in the message.
+    UNEXPECTED = "unexpected"
     REJECTED = "rejected"  # the provider refused this message for good (bad number, body …)
     CONTACT_STOPPED = "contact_stopped"  # the recipient opted out at carrier level (21610)
 
 
 TRANSIENT_KINDS = frozenset({SendErrorKind.RATE_LIMITED, SendErrorKind.SERVER_ERROR,
                              SendErrorKind.TIMEOUT, SendErrorKind.CONNECTION,
-                             SendErrorKind.INTERRUPTED, SendErrorKind.AUTH})
+                             SendErrorKind.INTERRUPTED, SendErrorKind.AUTH,
+                             SendErrorKind.ENDPOINT, SendErrorKind.MALFORMED,
+                             SendErrorKind.UNEXPECTED})
 #: The provider may have accepted the message after all: look it up before any resend.
 #: (A 5xx usually means it did not, but "usually" is not "never sent twice".)
 UNKNOWN_OUTCOME_KINDS = frozenset({SendErrorKind.TIMEOUT, SendErrorKind.SERVER_ERROR,
-                                   SendErrorKind.INTERRUPTED})
+                                   SendErrorKind.INTERRUPTED, SendErrorKind.MALFORMED,
+                                   SendErrorKind.UNEXPECTED})
+#: The provider answered about the message itself: it is up, whatever it said.
+PROVIDER_ANSWERED_KINDS = frozenset({SendErrorKind.RATE_LIMITED, SendErrorKind.REJECTED,
+                                     SendErrorKind.CONTACT_STOPPED})
 
 
 class SendError(GatewayError):
@@ -57,6 +72,21 @@ class SendError(GatewayError):
     def outcome_unknown(self) -> bool:
         return self.kind in UNKNOWN_OUTCOME_KINDS
 
+    @property
+    def provider_down(self) -> bool:
+        """The failure says the provider (or our way to it) is not working, not that this
+        one message is wrong: it counts towards the provider's breaker."""
+        return self.kind not in PROVIDER_ANSWERED_KINDS
+
+
+def unexpected(exc: BaseException, what: str = "provider call") -> SendError:
+    """The last clause of every adapter: an exception nobody classified is transient, its
+    outcome unknown, and its class is in the message so the log says what it was."""
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return SendError(SendErrorKind.UNEXPECTED,
+                     detail=f"{what} raised {name}{': ' + text if text else ''}")
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -78,6 +108,23 @@ class ProviderMessage:
     num_segments: int | None = None
 
 
+#: Statuses after which a message's delivery changes no more.
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """A message's status at the provider, fetched when its receipt did not come."""
+
+    sid: str
+    status: str
+    error_code: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
 class Provider(Protocol):
     name: str
 
@@ -89,4 +136,8 @@ class Provider(Protocol):
 
     async def lookup(self, sms: OutgoingSMS, since: datetime) -> list[ProviderMessage]:
         """Messages to `sms.to_number` from our sender created since `since`, oldest first."""
+        ...
+
+    async def fetch(self, sid: str) -> ProviderStatus:
+        """One message's delivery status as the provider knows it (missed receipts)."""
         ...

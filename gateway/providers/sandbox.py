@@ -22,7 +22,13 @@ from gateway.db import Database, Tx
 from gateway.db import sandbox as store
 from gateway.models import OutgoingSMS, StatusUpdate
 from gateway.phone import mask
-from gateway.providers.base import ProviderMessage, SendError, SendErrorKind, SendResult
+from gateway.providers.base import (
+    ProviderMessage,
+    ProviderStatus,
+    SendError,
+    SendErrorKind,
+    SendResult,
+)
 from gateway.providers.error_codes import CONTACT_STOPPED, describe
 from gateway.sms import segment
 
@@ -87,6 +93,13 @@ class SandboxProvider:
                                 status=r["status"],
                                 created_at=datetime.fromisoformat(r["created_at"]),
                                 num_segments=segment(r["body"]).segments) for r in rows]
+
+    async def fetch(self, sid: str) -> ProviderStatus:
+        row = await store.get(self.db, sid)
+        if row is None:
+            raise SendError(SendErrorKind.REJECTED, provider_code="20404",
+                            detail=f"the sandbox has no message {sid}", http_status=404)
+        return ProviderStatus(sid=sid, status=row["status"], error_code=row["error_code"])
 
     async def run_receipts(self) -> None:
         """Emit due receipts forever (a background worker); survives restarts via the table."""

@@ -2,7 +2,10 @@
 
 It checks HTTP basic auth as Twilio does, records every request, answers from a script of
 responses (success, an API error, a delay longer than the client's timeout), and can send
-signed status callbacks the way Twilio does after a message is accepted.
+signed status callbacks the way Twilio does after a message is accepted (and, like Twilio,
+never sends a callback again when the receiver was down). Each resource (creates, the
+Messages list, a single message's fetch) can be made to fail on its own (`fail`), and the
+whole server can stop listening and come back on the same port (`go_away`, `come_back`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,20 @@ class Scripted:
 
 
 @dataclass
+class Fault:
+    """How a resource fails until healed: an HTTP status with a Twilio error body, a `body`
+    sent as it is (malformed JSON), or a connection closed with no answer (`reset`)."""
+
+    status: int = 503
+    code: int | None = None
+    body: str | None = None
+    reset: bool = False
+
+
+RESOURCES = ("create", "list", "fetch")
+
+
+@dataclass
 class Recorded:
     account_sid: str
     form: dict[str, str]
@@ -63,7 +80,13 @@ class FakeTwilio:
     #: Seconds every create takes before the message exists (Twilio's own processing).
     latency: float = 0.0
     base_url: str = ""
+    #: Resource → how it fails now (see `fail`); and every request per resource.
+    faults: dict[str, Fault] = field(default_factory=dict)
+    calls: dict[str, list[float]] = field(
+        default_factory=lambda: {r: [] for r in RESOURCES})
     _runner: web.AppRunner | None = None
+    _site: web.TCPSite | None = None
+    _port: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
     _closing: bool = False
@@ -72,15 +95,64 @@ class FakeTwilio:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
         app.router.add_get("/2010-04-01/Accounts/{account}/Messages.json", self._list)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Messages/{sid}.json", self._fetch)
         app.router.add_get("/fake/created", self._created)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self._callback_slots = asyncio.Semaphore(self.callback_concurrency)
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
+        await self._listen(port)
+        self.base_url = f"http://127.0.0.1:{self._port}"
         return self.base_url
+
+    async def _listen(self, port: int) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
+        await self._site.start()
+        self._port = self._site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def go_away(self) -> None:
+        """Stop listening: connections are refused until `come_back` (open keep-alive
+        connections are closed too, or the client would go on using them)."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._runner is not None and self._runner.server is not None:
+            for connection in self._runner.server.connections:
+                connection.force_close()
+            await asyncio.sleep(0.1)  # let clients see their pooled connections close
+
+    async def come_back(self) -> None:
+        if self._site is None:
+            await self._listen(self._port)
+
+    def fail(self, *resources: str, **fault: Any) -> None:
+        """Make `resources` (create, list, fetch; all when none is named) fail as `fault`
+        says until `heal`."""
+        for resource in resources or RESOURCES:
+            assert resource in RESOURCES, resource
+            self.faults[resource] = Fault(**fault)
+
+    def heal(self, *resources: str) -> None:
+        for resource in resources or RESOURCES:
+            self.faults.pop(resource, None)
+
+    def delivered(self) -> set[str]:
+        """Sids of the messages this "carrier" delivered."""
+        return {sid for sid, m in self.messages.items() if m["status"] == "delivered"}
+
+    def _faulty(self, resource: str, request: web.Request) -> web.Response | None:
+        self.calls[resource].append(time.monotonic())
+        fault = self.faults.get(resource)
+        if fault is None:
+            return None
+        if fault.reset:
+            assert request.transport is not None
+            request.transport.abort()  # the client sees the connection drop
+            return web.Response(status=500)
+        if fault.body is not None:
+            return web.Response(status=fault.status, text=fault.body,
+                                content_type="application/json")
+        return _error(fault.status, fault.code, "fault injected")
 
     async def close(self) -> None:
         """Stop taking requests first, then stop the callbacks, then close their session (a
@@ -111,6 +183,9 @@ class FakeTwilio:
         self.requests.append(recorded)
         if not self._authorised(request, account):
             return _error(401, 20003, "Authenticate")
+        faulty = self._faulty("create", request)
+        if faulty is not None:
+            return faulty
         step = self.script.popleft() if self.script else Scripted()
         if step.delay or self.latency:
             await asyncio.sleep(step.delay or self.latency)
@@ -146,6 +221,9 @@ class FakeTwilio:
         account = request.match_info["account"]
         if not self._authorised(request, account):
             return _error(401, 20003, "Authenticate")
+        faulty = self._faulty("list", request)
+        if faulty is not None:
+            return faulty
         to, sender = request.query.get("To"), request.query.get("From")
         size = int(request.query.get("PageSize", "50"))
         found = [m for m in reversed(self.messages.values())
@@ -155,6 +233,19 @@ class FakeTwilio:
             "messages": found, "end": len(found) - 1, "first_page_uri": uri,
             "next_page_uri": None, "page": 0, "page_size": size, "previous_page_uri": None,
             "start": 0, "uri": uri})
+
+    async def _fetch(self, request: web.Request) -> web.Response:
+        """One message as Twilio keeps it: its status now."""
+        account = request.match_info["account"]
+        if not self._authorised(request, account):
+            return _error(401, 20003, "Authenticate")
+        faulty = self._faulty("fetch", request)
+        if faulty is not None:
+            return faulty
+        message = self.messages.get(request.match_info["sid"])
+        if message is None:
+            return _error(404, 20404, "The requested resource was not found")
+        return web.json_response(message)
 
     async def _created(self, request: web.Request) -> web.Response:
         """For a fake in another process: every accepted message with its arrival time."""
@@ -173,6 +264,8 @@ class FakeTwilio:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         for status in ("sent", "delivered"):
+            # The carrier's word is the record, whether or not the callback gets through.
+            self.messages[sid]["status"] = status
             params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
                       "SmsStatus": status, "AccountSid": self.account_sid,
                       "To": form.get("To", ""), "From": form.get("From", ""),
