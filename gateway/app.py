@@ -33,6 +33,7 @@ from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
+from gateway.links import STATE_VALUE
 from gateway.metrics import GatewayMetrics, Labels
 from gateway.outbound import CampaignHolds, OptOutWatch, Outbound, Outbox
 from gateway.outbound.metrics import OutboundMetrics
@@ -124,12 +125,19 @@ async def sync_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def sync_state() -> dict[str, dict[Labels, float]]:
         status = await hub.status()
-        return {name: {(("endpoint", s["endpoint"]),): s[key] for s in status}
-                for name, key in (("mcrm_sync_backlog", "backlog"),
-                                  ("mcrm_sync_dead_letters", "dead_letters"))}
+        out = {name: {(("endpoint", s["endpoint"]),): s[key] for s in status}
+               for name, key in (("mcrm_sync_backlog", "backlog"),
+                                 ("mcrm_sync_dead_letters", "dead_letters"),
+                                 ("mcrm_sync_consecutive_failures", "consecutive_failures"))}
+        out["mcrm_sync_state"] = {(("endpoint", r.endpoint.name),): STATE_VALUE[r.link.state]
+                                  for r in relays}
+        return out
 
     metrics.registry.gauges({"mcrm_sync_backlog": "Profile events waiting for the CRM.",
-                             "mcrm_sync_dead_letters": "Profile events given up on."},
+                             "mcrm_sync_dead_letters": "Profile events given up on.",
+                             "mcrm_sync_consecutive_failures": "Failed deliveries in a row.",
+                             "mcrm_sync_state": "A CRM endpoint: 0 ok, 1 degraded (failing), "
+                                                "2 down (failing again and again)."},
                             sync_state)
     yield
     for relay in relays:
@@ -197,7 +205,9 @@ async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
     """The senders: started last, stopped first (before the provider and database close)."""
     outbound = Outbound(app[keys.CONFIG], app[keys.DB], app[keys.PROVIDER], app[keys.CONSENT],
                         app[keys.CLOCK], app[OPT_OUT_WATCH], app[OUTBOUND_METRICS],
-                        holds=app[HOLDS], outbox=app[OUTBOX], committed=app[keys.SYNC].wake)
+                        holds=app[HOLDS], outbox=app[OUTBOX],
+                        receipts=app[keys.INGEST].record_statuses,
+                        committed=app[keys.SYNC].wake)
     app[keys.OUTBOUND] = outbound
     names = [f"outbound:{code}" for code in outbound.dispatchers]
     for name, dispatcher in zip(names, outbound.dispatchers.values(), strict=True):
@@ -205,18 +215,38 @@ async def outbound_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def queue() -> dict[str, dict[Labels, float]]:
         status = await outbound.queue_status()
-        return {name: {(("short_code", s["short_code"]),): s[key] for s in status}
+        return {name: {(("short_code", s["short_code"]),): s[key] for s in status
+                       if s[key] is not None}
                 for name, key in (("mcrm_outbound_queue_depth", "queued"),
                                   ("mcrm_outbound_deferred", "deferred"),
                                   ("mcrm_outbound_in_flight", "sending"),
+                                  ("mcrm_outbound_awaiting_receipt", "awaiting_receipt"),
                                   ("mcrm_outbound_drain_seconds", "drain_seconds"))}
 
     app[keys.METRICS].registry.gauges({
         "mcrm_outbound_queue_depth": "Messages queued to send, by short code.",
         "mcrm_outbound_deferred": "Messages waiting for quiet hours or a frequency cap.",
         "mcrm_outbound_in_flight": "Messages handed to the provider, outcome not yet known.",
-        "mcrm_outbound_drain_seconds": "Time to send what is queued at the current rate."},
+        "mcrm_outbound_awaiting_receipt": "Messages sent with no final status yet (their "
+                                          "status is fetched if no receipt comes).",
+        "mcrm_outbound_drain_seconds": "Time to send what is queued at the current rate "
+                                       "(absent while the provider takes no sends)."},
         queue)
+
+    async def provider_links() -> dict[str, dict[Labels, float]]:
+        out: dict[str, dict[Labels, float]] = {"mcrm_provider_state": {},
+                                               "mcrm_provider_consecutive_failures": {}}
+        for op, link in outbound.health.links.items():
+            labels = (("operation", op), ("provider", outbound.health.provider))
+            out["mcrm_provider_state"][labels] = STATE_VALUE[link.state]
+            out["mcrm_provider_consecutive_failures"][labels] = link.failures
+        return out
+
+    app[keys.METRICS].registry.gauges({
+        "mcrm_provider_state": "A provider's sends, look-ups and status fetches: 0 ok, "
+                               "1 degraded (failing), 2 down (breaker open, probing).",
+        "mcrm_provider_consecutive_failures": "Failures in a row, by provider and operation."},
+        provider_links)
     yield
     for name in names:
         await app[keys.WORKERS].stop(name)

@@ -73,6 +73,14 @@ class ProviderConfig:
     kind: Literal["sandbox", "twilio"] = "sandbox"
     #: Segments per second across the whole account, over all short codes (0: no such limit).
     messages_per_second: float = 0.0
+    #: Requests per second for look-ups and status fetches (never taken from the send rate).
+    reads_per_second: float = 50.0
+    #: Sends (or look-ups, or fetches) failing this many times in a row mark the provider
+    #: down: its breaker opens and only one probe at a time goes out until one succeeds.
+    down_after_failures: int = 5
+    #: Longest wait between probes while down (they start 1 s apart and double up to this),
+    #: so sending resumes within about this long after the provider comes back.
+    probe_max_seconds: float = 4.0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     twilio: TwilioConfig | None = None
 
@@ -213,12 +221,23 @@ class OutboundConfig:
     #: `expired`, never sent stale (Twilio's own queue keeps a message at most 4 hours).
     validity_minutes: float = 240.0
     #: Back-off after a transient error: doubles from the first value up to the second,
-    #: with jitter, until the message's validity ends.
-    retry_initial_seconds: float = 2.0
-    retry_max_seconds: float = 300.0
+    #: with jitter, until the message's validity ends. Look-ups that fail wait the same way.
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
     #: After a send whose outcome is unknown (timeout, 5xx, a crash), wait this long before
     #: looking the message up at the provider, so a late acceptance is seen (> its timeout).
     reconcile_after_seconds: float = 30.0
+    #: A message whose outcome is still unknown this long after its hand-over (the
+    #: provider's look-ups kept failing) is given up ("give_up": failed, never sent twice:
+    #: at most once) or sent again ("resend": at least once, perhaps twice).
+    unknown_outcome_minutes: float = 60.0
+    unknown_outcome: Literal["give_up", "resend"] = "give_up"
+    #: A message sent this long ago with no final receipt has its status fetched from the
+    #: provider (receipts sent while the gateway was down are never sent again); then again
+    #: at doubling intervals up to the second value, until it is this many hours old.
+    receipt_check_after_seconds: float = 900.0
+    receipt_recheck_max_seconds: float = 14400.0
+    receipt_max_age_hours: float = 24.0
     #: After a 429 the short code sends at this fraction of its rate for this long.
     slow_down_factor: float = 0.5
     slow_down_seconds: float = 30.0
@@ -262,9 +281,13 @@ class SyncConfig:
     endpoints: tuple[SyncEndpointConfig, ...] = ()
     #: Events still undelivered this long after they were queued become dead letters.
     max_age_hours: float = 72.0
+    #: After a failed delivery the relay waits, doubling from the first value to the second
+    #: (with jitter); new events never cut the wait short.
     retry_initial_seconds: float = 1.0
-    retry_max_seconds: float = 300.0
+    retry_max_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
+    #: An endpoint failing this many times in a row is reported down (/readyz, metrics).
+    down_after_failures: int = 5
 
 
 @dataclass(frozen=True)
@@ -644,6 +667,19 @@ def _check_outbound(config: Config, fail: typing.Callable[[str, str], typing.NoR
             fail(f"campaigns.{name}", "must not be negative")
     if config.provider.messages_per_second < 0:
         fail("provider.messages_per_second", "must not be negative (0: no account limit)")
+    if config.provider.reads_per_second <= 0:
+        fail("provider.reads_per_second", "must be greater than 0")
+    if not 1 <= config.provider.down_after_failures <= 1000:
+        fail("provider.down_after_failures", "must be from 1 to 1000")
+    if config.provider.probe_max_seconds < 1:
+        fail("provider.probe_max_seconds", "must be at least 1")
+    for name in ("unknown_outcome_minutes", "receipt_check_after_seconds",
+                 "receipt_recheck_max_seconds", "receipt_max_age_hours"):
+        if getattr(out, name) <= 0:
+            fail(f"outbound.{name}", "must be greater than 0")
+    if out.unknown_outcome_minutes * 60 <= out.reconcile_after_seconds:
+        fail("outbound.unknown_outcome_minutes",
+             "must be longer than outbound.reconcile_after_seconds (a look-up comes first)")
     for i, program in enumerate(config.programs):
         if program.messages_per_second < 0:
             fail(f"programs[{i}].messages_per_second", "must not be negative (0: no limit)")
@@ -656,6 +692,8 @@ def _check_sync(sync: SyncConfig, fail: typing.Callable[[str, str], typing.NoRet
             fail(f"sync.{name}", "must be greater than 0")
     if sync.retry_max_seconds < sync.retry_initial_seconds:
         fail("sync.retry_max_seconds", "must not be less than sync.retry_initial_seconds")
+    if not 1 <= sync.down_after_failures <= 1000:
+        fail("sync.down_after_failures", "must be from 1 to 1000")
     names: set[str] = set()
     for i, endpoint in enumerate(sync.endpoints):
         key = f"sync.endpoints[{i}]"

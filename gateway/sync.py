@@ -4,9 +4,10 @@ One relay per endpoint sends the oldest pending events first, in batches, so the
 a profile always arrive in the order they happened. Each event carries what it changed
 (``data``) and the profile as it is when the batch is sent (``profile``). A batch is marked
 delivered only after a 2xx answer; anything else is retried with exponential back-off and
-jitter, and events still undelivered after ``sync.max_age_hours`` become dead letters
-(replayable). A crash between the receiver's 2xx and our commit sends that batch again:
-receivers de-duplicate on the event id, which never changes.
+jitter (:func:`gateway.links.backoff`: a commit wakes an idle relay, never one that is
+waiting out a failure), and events still undelivered after ``sync.max_age_hours`` become
+dead letters (replayable). A crash between the receiver's 2xx and our commit sends that
+batch again: receivers de-duplicate on the event id, which never changes.
 
 Signature: ``X-MCRM-Signature: sha256=<hex>``, the HMAC-SHA256 with the endpoint's secret of
 ``<X-MCRM-Timestamp>.<raw body>``.
@@ -20,7 +21,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from gateway.config import SyncConfig, SyncEndpointConfig
 from gateway.db import Database, Row, Tx
 from gateway.db import sync as sql
 from gateway.db.profiles import get_many as get_profiles
+from gateway.links import Link, backoff
 from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile
 
@@ -71,12 +72,18 @@ class SyncRelay:
                  metrics: GatewayMetrics) -> None:
         self.db, self.clock, self.session = db, clock, session
         self.endpoint, self.settings, self.metrics = endpoint, settings, metrics
-        self.failures = 0  # in a row; sets the back-off (errors themselves are in sync_cursors)
+        #: Its health; `failures` (in a row, per attempt) sets the back-off.
+        self.link = Link(f"CRM endpoint {endpoint.name}", trip_after=settings.down_after_failures)
         self._wake = asyncio.Event()
         self._started = False
 
+    @property
+    def failures(self) -> int:
+        return self.link.failures
+
     def wake(self) -> None:
-        """New events were committed: look now instead of at the next poll."""
+        """New events were committed: look now instead of at the next poll (an idle wait
+        only; a wait after a failure is slept out whatever is committed meanwhile)."""
         self._wake.set()
 
     async def run(self) -> None:
@@ -85,25 +92,24 @@ class SyncRelay:
             try:
                 sent = await self.deliver_once()
             except DeliveryFailed as exc:
-                await self._sleep(self._backoff(exc.retry_after))
+                await asyncio.sleep(self._backoff(exc.retry_after))
                 continue
-            except Exception:  # our side failed (database busy …): keep the relay alive
-                log.exception("sync relay %s: unexpected error", self.endpoint.name)
-                self.failures += 1
-                await self._sleep(self._backoff(None))
+            except Exception as exc:  # our side failed (database busy …): keep the relay alive
+                if self.link.failures == 0:
+                    log.exception("sync relay %s: unexpected error", self.endpoint.name)
+                self.link.failed(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self._backoff(None))
                 continue
             if sent == 0:
-                await self._sleep(self.settings.poll_interval_seconds)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(),
+                                           timeout=self.settings.poll_interval_seconds)
 
     def _backoff(self, retry_after: float | None) -> float:
-        base = self.settings.retry_initial_seconds * 2 ** min(self.failures - 1, 20)
-        delay = min(base, self.settings.retry_max_seconds) * random.uniform(0.5, 1.0)
+        cap = self.settings.retry_max_seconds
+        delay = backoff(self.link.failures, self.settings.retry_initial_seconds, cap)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.settings.retry_max_seconds))
+            delay = max(delay, min(retry_after, cap))
         return delay
 
     async def deliver_once(self) -> int:
@@ -142,7 +148,7 @@ class SyncRelay:
         else:
             last = rows[-1]["ref"]
             await self.db.write(lambda tx: sql.advance(tx, name, last, now))
-        self.failures = 0
+        self.link.succeeded()
         self.metrics.sync_delivered.inc(len(rows), endpoint=name)
         log.debug("sync to %s delivered %d events", name, len(rows))
         return len(rows)
@@ -150,7 +156,7 @@ class SyncRelay:
     async def _failed(self, rows: list[Row], exc: DeliveryFailed, *, replay: bool,
                       attempts: int) -> None:
         name, now, error = self.endpoint.name, self.clock.now(), str(exc)
-        self.failures += 1
+        self.link.failed(error)
         self.metrics.sync_failures.inc(endpoint=name)
         dead_before = now - timedelta(hours=self.settings.max_age_hours)
         if replay:
@@ -173,8 +179,12 @@ class SyncRelay:
 
             await self.db.write(record)
             dead = len(stale)
-        log.warning("sync to %s failed (%d events, attempt %d): %s%s", name, len(rows),
-                    attempts + 1, error, f"; {dead} moved to dead letters" if dead else "")
+        # The link logs its changes of state; an attempt is one line at debug level.
+        log.debug("sync to %s failed (%d events, attempt %d): %s", name, len(rows),
+                  attempts + 1, error)
+        if dead:
+            log.warning("sync to %s: %d event(s) older than %gh moved to dead letters (%s)",
+                        name, dead, self.settings.max_age_hours, error)
 
     async def _post(self, events: list[dict[str, Any]]) -> None:
         body = json.dumps({"events": events}, ensure_ascii=False,
@@ -216,6 +226,7 @@ class SyncRelay:
             "last_error_at": row["last_error_at"] if row else None,
             "last_success_at": row["last_success_at"] if row else None,
             "consecutive_failures": self.failures,
+            "state": self.link.state.value,
         }
 
 

@@ -14,9 +14,11 @@ from gateway.config import Config, load_config
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, eventually
 
 
-def write_config(folder: Path, port: int, fake_url: str, *, rate: int, rest: str) -> Path:
+def write_config(folder: Path, port: int, fake_url: str, *, rate: int, rest: str,
+                 reads: float = 1000) -> Path:
     """config.toml in `folder`: the service on `port`, Twilio at `fake_url`, one short code
-    (12345) at `rate`, then `rest` (programs and any other section)."""
+    (12345) at `rate`, look-ups and status fetches at `reads` per second, then `rest`
+    (programs and any other section)."""
     path = folder / "config.toml"
     path.write_text(f"""
 [service]
@@ -28,6 +30,7 @@ path = "mcrm.sqlite3"
 
 [provider]
 kind = "twilio"
+reads_per_second = {reads}
 [provider.twilio]
 account_sid = "{ACCOUNT_SID}"
 auth_token = "env:TEST_TWILIO_TOKEN"

@@ -28,9 +28,14 @@ async def test_readyz_when_everything_runs(client: Any) -> None:
     response = await client.get("/readyz")
     assert response.status == 200
     body = await response.json()
-    assert body == {"status": "ready",
-                    "checks": {"database": "ok", "worker:sandbox-receipts": "ok",
-                               "worker:outbound:12345": "ok", "worker:campaigns": "ok"}}
+    assert body["status"] == "ready"
+    assert body["checks"] == {"database": "ok", "worker:sandbox-receipts": "ok",
+                              "worker:outbound:12345": "ok", "worker:campaigns": "ok"}
+    assert body["degraded"] == [] and body["crm"] == {}
+    sandbox = body["providers"]["sandbox"]
+    assert sandbox["state"] == "ok"
+    assert {op: link["state"] for op, link in sandbox["operations"].items()} == {
+        "send": "ok", "lookup": "ok", "fetch": "ok"}
 
 
 async def test_readyz_fails_when_a_worker_stops(client: Any) -> None:

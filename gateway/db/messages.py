@@ -66,10 +66,12 @@ async def inline_replies(db: Database | Tx, provider: str, provider_sid: str
 
 #: How far along a message is, by the provider's receipts. Only these statuses move our
 #: message (Twilio's queued, accepted, sending, read … are logged and change nothing), and
-#: only forward: a late `sent` never overwrites `delivered`.
+#: only forward: a late `sent` never overwrites `delivered`. A message given up because its
+#: outcome stayed unknown ranks as `sending`: a receipt proves it went after all.
 RECEIPT_RANK = {"sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
-_RANK = ("CASE status WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 3"
-         " WHEN 'failed' THEN 3 WHEN 'sending' THEN 1 ELSE 0 END")
+_RANK = ("CASE WHEN status = 'failed' AND reason = 'outcome_unknown' THEN 1 ELSE CASE status"
+         " WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 3"
+         " WHEN 'failed' THEN 3 WHEN 'sending' THEN 1 ELSE 0 END END")
 
 
 async def link_receipts(tx: Tx, receipts: Sequence[tuple[StatusUpdate, int | None]]) -> None:

@@ -95,23 +95,43 @@ async def set_final(tx: Tx, rows: Sequence[tuple[str, str | None, str | None, st
         " error_message = ?, next_attempt_at = NULL, updated_at = ? WHERE id = ?", rows)
 
 
-async def set_sent(tx: Tx, rows: Sequence[tuple[str, str, int | None, str, int]]) -> None:
-    """(provider, provider id, segments, time, id): accepted. A receipt that came first
-    (sent, delivered) is kept: the status only moves forward."""
+async def set_sent(tx: Tx, rows: Sequence[tuple[str, str, int | None, str, str | None, int]]
+                   ) -> None:
+    """(provider, provider id, segments, time, receipt check time, id): accepted. A receipt
+    that came first (sent, delivered) is kept: the status only moves forward."""
     await tx.executemany(
         f"UPDATE outbound_messages SET provider = ?1, provider_sid = ?2,"
         f" segments = COALESCE(?3, segments), sent_at = ?4, updated_at = ?4,"
         f" next_attempt_at = NULL, error_code = NULL, error_message = NULL, reason = NULL,"
-        f" status = CASE WHEN status IN {PENDING} THEN 'sent' ELSE status END WHERE id = ?5",
+        f" receipt_check_at = ?5,"
+        f" status = CASE WHEN status IN {PENDING} THEN 'sent' ELSE status END WHERE id = ?6",
         rows)
 
 
-async def set_reconcile(tx: Tx, rows: Sequence[tuple[str, str | None, str | None, str, int]]
-                        ) -> None:
-    """(look-up time, error code, error message, time, id): outcome unknown, stays sending."""
+async def set_reconcile(tx: Tx, rows: Sequence[tuple[str, str | None, str | None, str, int,
+                                                    int]]) -> None:
+    """(look-up time, error code, error message, time, look-ups tried now (0 or 1), id):
+    outcome unknown, stays sending."""
     await tx.executemany(
         "UPDATE outbound_messages SET next_attempt_at = ?, error_code = ?, error_message = ?,"
-        " updated_at = ? WHERE id = ? AND status = 'sending'", rows)
+        " updated_at = ?, lookups = lookups + ? WHERE id = ? AND status = 'sending'", rows)
+
+
+async def release_retries(tx: Tx, from_number: str, now: datetime) -> int:
+    """The provider is back: messages backing off after a failed send may go now."""
+    return await tx.update(
+        "UPDATE outbound_messages SET next_attempt_at = ? WHERE from_number = ?"
+        " AND status = 'queued' AND reason = 'retry' AND next_attempt_at > ?",
+        (isoformat(now), from_number, isoformat(now)))
+
+
+async def release_lookups(tx: Tx, from_number: str, now: datetime) -> int:
+    """Look-ups are answered again: those backing off after a failed look-up go now (not
+    those still giving the provider time to finish a request)."""
+    return await tx.update(
+        "UPDATE outbound_messages SET next_attempt_at = ? WHERE from_number = ?"
+        " AND status = 'sending' AND lookups > 0 AND next_attempt_at > ?",
+        (isoformat(now), from_number, isoformat(now)))
 
 
 async def orphaned_sending(tx: Tx, from_number: str, at: datetime) -> int:
@@ -125,9 +145,36 @@ async def due_lookups(db: Database | Tx, from_number: str, now: datetime, limit:
                       ) -> list[Row]:
     return await db.fetchall(
         "SELECT id, to_number, body, program_id, purpose, segments, expires_at, attempts,"
-        " sending_at, created_at FROM outbound_messages WHERE from_number = ?"
+        " sending_at, created_at, lookups, campaign_id FROM outbound_messages"
+        " WHERE from_number = ?"
         " AND status = 'sending' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
         " ORDER BY next_attempt_at LIMIT ?", (from_number, isoformat(now), limit))
+
+
+async def due_receipts(db: Database, from_number: str, now: datetime, limit: int
+                       ) -> list[Row]:
+    """Sent, no final receipt, and its status check is due."""
+    return await db.fetchall(
+        "SELECT id, to_number, from_number, provider, provider_sid, sent_at, receipt_checks"
+        " FROM outbound_messages"
+        " WHERE from_number = ? AND status = 'sent' AND receipt_check_at IS NOT NULL"
+        " AND receipt_check_at <= ? ORDER BY receipt_check_at LIMIT ?",
+        (from_number, isoformat(now), limit))
+
+
+async def set_receipt_checks(tx: Tx, rows: Sequence[tuple[str | None, int]]) -> None:
+    """(next check or None to stop checking, id): a status fetch that found nothing final."""
+    await tx.executemany(
+        "UPDATE outbound_messages SET receipt_check_at = ?, receipt_checks = receipt_checks + 1"
+        " WHERE id = ?", rows)
+
+
+async def awaiting_receipts(db: Database) -> dict[str, int]:
+    """Per short code: messages sent and still waiting for a final status."""
+    rows = await db.fetchall(
+        "SELECT from_number, COUNT(*) FROM outbound_messages WHERE status = 'sent'"
+        " AND receipt_check_at IS NOT NULL GROUP BY from_number")
+    return {r[0]: int(r[1]) for r in rows}
 
 
 async def known_sids(db: Database | Tx, provider: str, sids: Sequence[str]) -> set[str]:

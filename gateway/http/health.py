@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +22,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the database answers and every background worker runs."""
+    """Ready when the database answers and every background worker runs.
+
+    The provider's and the CRM endpoints' states are in the detail (and in `degraded`), but
+    do not make this instance unready: another instance would meet the same outage, and
+    taking webhooks away from it would lose customers' texts, which it can still store.
+    """
     app = request.app
     checks: dict[str, str] = {}
     db = app[keys.DB]
@@ -34,11 +40,25 @@ async def readyz(request: web.Request) -> web.Response:
         checks[f"worker:{name}"] = "ok" if running else "stopped"
     if app[keys.LIFECYCLE].stopping:
         checks["lifecycle"] = "shutting down"
+    links: dict[str, dict[str, Any]] = {"providers": {}, "crm": {}}
+    if keys.OUTBOUND in app:
+        health = app[keys.OUTBOUND].health
+        links["providers"][health.provider] = health.snapshot()
+    if keys.SYNC in app:
+        for relay in app[keys.SYNC].relays:
+            links["crm"][relay.endpoint.name] = relay.link.snapshot()
+    degraded = sorted(
+        [f"provider {name}: {p['state']}" for name, p in links["providers"].items()
+         if p["state"] != "ok"]
+        + [f"CRM endpoint {name}: {c['state']}" for name, c in links["crm"].items()
+           if c["state"] != "ok"])
     failing = {k: v for k, v in checks.items() if v != "ok"}
     if failing:
         summary = "; ".join(f"{k}: {v}" for k, v in failing.items())
-        return json_error(503, "not_ready", f"not ready: {summary}", checks=checks)
-    return web.json_response({"status": "ready", "checks": checks})
+        return json_error(503, "not_ready", f"not ready: {summary}", checks=checks,
+                          degraded=degraded, **links)
+    return web.json_response({"status": "ready", "checks": checks, "degraded": degraded,
+                              **links})
 
 
 @routes.get("/metrics")

@@ -204,9 +204,12 @@ MESSAGE_PATHS: dict[str, Any] = {
             "type": "array", "items": {"type": "object", "properties": {
                 "short_code": {"type": "string"}, "queued": {"type": "integer"},
                 "deferred": {"type": "integer"}, "sending": {"type": "integer"},
+                "awaiting_receipt": {"type": "integer"},
                 "segments_waiting": {"type": "integer"},
                 "segments_per_second": {"type": "number"},
-                "drain_seconds": {"type": "number"}}}}}}, "Queue")})},
+                "drain_seconds": {"type": ["number", "null"]},
+                "provider": {"type": "string"},
+                "provider_state": {"enum": ["ok", "degraded", "down"]}}}}}}, "Queue")})},
 }
 
 PROFILE_SCHEMAS: dict[str, Any] = {

@@ -18,9 +18,11 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.db import outbound as sql
 from gateway.outbound.dispatcher import Dispatcher
+from gateway.outbound.health import ProviderHealth
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.outbound.outbox import NewMessage, Outbox, Priority, QueueRefused
 from gateway.outbound.ratelimit import RateLimiter
+from gateway.outbound.reconcile import ReceiptSink
 from gateway.outbound.watch import CampaignHolds, OptOutWatch
 from gateway.providers import Provider
 
@@ -34,11 +36,17 @@ class Outbound:
     def __init__(self, config: Config, db: Database, provider: Provider, consent: Consent,
                  clock: Clock, watch: OptOutWatch, metrics: OutboundMetrics, *,
                  holds: CampaignHolds | None = None, outbox: Outbox | None = None,
+                 receipts: ReceiptSink | None = None,
                  committed: Callable[[], None] = lambda: None) -> None:
         self.config, self.db, self.clock = config, db, clock
         self.outbox = outbox or Outbox(config)
         self.watch = watch
         self.holds = holds or CampaignHolds()
+        self.health = ProviderHealth(provider.name, config.provider,
+                                     on_trip=lambda op: metrics.breaker_trips.inc(
+                                         provider=provider.name, operation=op),
+                                     on_recover=self._recovered)
+        reads = RateLimiter(config.provider.reads_per_second)
         account = (RateLimiter(config.provider.messages_per_second)
                    if config.provider.messages_per_second > 0 else None)
         per_program = {p.id: RateLimiter(p.messages_per_second) for p in config.programs
@@ -57,8 +65,16 @@ class Outbound:
                 limiter=RateLimiter(sc.messages_per_second),
                 limiters=limiters, watch=watch,
                 metrics=metrics, status_url=status_url, holds=self.holds,
-                committed=committed)
+                health=self.health, reads=reads, on_receipts=receipts, committed=committed)
             for sc in config.short_codes}
+
+    def _recovered(self, operation: str) -> None:
+        """A provider link came back: what backs off behind it goes now."""
+        for dispatcher in self.dispatchers.values():
+            if operation == "send":
+                dispatcher.provider_recovered()
+            elif operation == "lookup":
+                dispatcher.reconciler.lookups_recovered()
 
     async def queue(self, messages: Sequence[NewMessage], at: datetime | None = None
                     ) -> list[int]:
@@ -78,6 +94,8 @@ class Outbound:
         counts: dict[str, dict[str, tuple[int, int]]] = {}
         for row in await sql.depth(self.db):
             counts.setdefault(row[0], {})[row[1]] = (int(row[2]), int(row[3]))
+        receipts = await sql.awaiting_receipts(self.db)
+        provider = self.health.snapshot()
         out = []
         for code, dispatcher in self.dispatchers.items():
             mine = counts.get(code, {})
@@ -88,7 +106,11 @@ class Outbound:
                 "queued": mine.get("queued", (0, 0))[0],
                 "deferred": mine.get("deferred", (0, 0))[0],
                 "sending": mine.get("sending", (0, 0))[0],
+                "awaiting_receipt": receipts.get(code, 0),
                 "segments_waiting": ready,
                 "segments_per_second": rate,
-                "drain_seconds": round(ready / rate, 1)})
+                # While the provider takes no sends, nothing drains: no time is promised.
+                "drain_seconds": None if self.health.send.down else round(ready / rate, 1),
+                "provider": self.health.provider,
+                "provider_state": provider["operations"]["send"]["state"]})
         return out

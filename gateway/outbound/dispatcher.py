@@ -10,7 +10,12 @@ The order of events for a message is what makes the guarantees:
    goes back to the queue to be decided again;
 3. the provider call; its outcome is written in batches. A crash anywhere leaves the
    message ``queued`` (never handed over) or ``sending``; ``sending`` is looked up at the
-   provider before it is ever sent again.
+   provider before it is ever sent again (:mod:`gateway.outbound.reconcile`, which runs
+   beside the claims, so a provider whose look-ups fail never holds sending up).
+
+When sends keep failing the provider's send link is down: claims stop, and one message at a
+time goes as a probe until the provider answers again; then the messages that were backing
+off go at once.
 """
 
 from __future__ import annotations
@@ -21,23 +26,26 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from consent import CarrierOptOuts, ConsentRules, Decision, Purpose, Verdict
 from gateway.clock import Clock, isoformat
-from gateway.config import OutboundConfig
-from gateway.db import Database, Row, Tx
+from gateway.config import OutboundConfig, ProviderConfig
+from gateway.db import Database, Tx
 from gateway.db import campaigns as campaign_sql
 from gateway.db import outbound as sql
+from gateway.links import backoff
 from gateway.models import OutgoingSMS, StatusUpdate
+from gateway.outbound.health import ProviderHealth
 from gateway.outbound.metrics import OutboundMetrics
+from gateway.outbound.outcomes import Claimed, Outcome
 from gateway.outbound.ratelimit import RateLimiter
+from gateway.outbound.reconcile import ReceiptSink, Reconciler
 from gateway.outbound.watch import CampaignHolds, OptOutWatch
-from gateway.phone import mask
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider, SendError, SendErrorKind
+from gateway.providers.base import unexpected
 from gateway.providers.error_codes import CONTACT_STOPPED
 
 log = logging.getLogger(__name__)
@@ -48,38 +56,6 @@ MAX_CLAIM = 200
 #: On shutdown, how long sends in flight may take to come back before we stop waiting
 #: (what has not come back is looked up after the restart).
 DRAIN_SECONDS = 10.0
-#: A lookup accepts a provider message created this long before our hand-over (clock skew).
-LOOKUP_SLACK = timedelta(minutes=2)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    to_number: str
-    body: str
-    program_id: str | None
-    segments: int
-    attempts: int
-    expires_at: datetime
-    claimed: float  # monotonic time of the claim: opt-outs noticed after it win
-    campaign_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one hand-over (or look-up), waiting to be written."""
-
-    message: Claimed
-    kind: str  # sent, failed, retry, unknown, recheck
-    at: datetime
-    sid: str | None = None
-    segments: int | None = None
-    error: SendError | None = None
-
-    @property
-    def contact_stopped(self) -> bool:
-        """21610: the recipient opted out at the carrier."""
-        return self.error is not None and self.error.kind is SendErrorKind.CONTACT_STOPPED
 
 
 class Dispatcher:
@@ -90,6 +66,8 @@ class Dispatcher:
                  limiters: Callable[[str | None], Sequence[RateLimiter]],
                  watch: OptOutWatch, metrics: OutboundMetrics, status_url: str,
                  holds: CampaignHolds | None = None,
+                 health: ProviderHealth | None = None, reads: RateLimiter | None = None,
+                 on_receipts: ReceiptSink | None = None,
                  committed: Callable[[], None] = lambda: None) -> None:
         self.short_code, self.db, self.provider = short_code, db, provider
         self.rules, self.carrier, self.clock = rules, carrier, clock
@@ -108,6 +86,12 @@ class Dispatcher:
         self._prefetch: asyncio.Task[list[Claimed]] | None = None  # the next batch, claimed
         self._random = random.Random()
         self.validity = timedelta(minutes=config.validity_minutes)
+        self.receipt_wait = timedelta(seconds=config.receipt_check_after_seconds)
+        self.health = health or ProviderHealth(getattr(provider, "name", "provider"),
+                                               ProviderConfig())
+        self._recovered = False  # the send link came back: release what backs off
+        self.reconciler = Reconciler(self, reads=reads or RateLimiter(20.0),
+                                     on_receipts=on_receipts)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -117,8 +101,11 @@ class Dispatcher:
     async def run(self) -> None:
         """Recover, then send until cancelled; outcomes still in memory are written first."""
         flusher = asyncio.create_task(self._flush_forever(), name=f"flush:{self.short_code}")
+        reconciler: asyncio.Task[None] | None = None
         try:
             await self.recover()
+            reconciler = asyncio.create_task(self.reconciler.run(),
+                                             name=f"reconcile:{self.short_code}")
             while True:
                 try:
                     busy = await self.step()
@@ -133,7 +120,16 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=0.25)
         finally:
+            if reconciler is not None:
+                reconciler.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reconciler
             await self.drain(flusher)
+
+    def provider_recovered(self) -> None:
+        """The provider answers sends again: what backs off after a failed send may go."""
+        self._recovered = True
+        self.wake()
 
     async def drain(self, flusher: asyncio.Task[None]) -> None:
         """Let sends in flight finish (their outcome must be written), then stop."""
@@ -164,16 +160,35 @@ class Dispatcher:
         return count
 
     async def step(self) -> bool:
-        """One round: look-ups that are due, then one claimed batch handed over."""
-        looked = await self.reconcile()
-        if self._prefetch is not None:
+        """One round: one claimed batch handed over (a single probe while the provider's
+        send link is down). Look-ups run beside it, never in front of it."""
+        if self._recovered:
+            self._recovered = False
+            released = await self.db.write(
+                lambda tx: sql.release_retries(tx, self.short_code, self.clock.now()))
+            if released:
+                log.info("%d message(s) from %s backing off after failed sends go now",
+                         released, self.short_code)
+        probe = False
+        if self.health.send.down:
+            if self._prefetch is not None:  # claimed before the outage: back to the queue
+                batch, self._prefetch = await self._prefetch, None
+                now = self.clock.now()
+                for message in batch:
+                    self._record(Outcome(message, "recheck", now, reason="provider_down"))
+                return False
+            if not await self._anything_due() or not self.health.send.may_try():
+                return False
+            probe = True
+            batch = await self.db.write(lambda tx: self._claim(tx, 1))
+        elif self._prefetch is not None:
             batch, self._prefetch = await self._prefetch, None
         elif await self._anything_due():
             batch = await self.db.write(self._claim)
         else:
-            return looked > 0
+            return False
         self.committed()
-        if len(batch) >= self._claim_size():
+        if not probe and len(batch) >= self._claim_size():
             # A full batch: more is probably waiting. Claim it while this one goes out, so
             # the provider never waits for our commit.
             self._prefetch = asyncio.create_task(self.db.write(self._claim))
@@ -185,10 +200,10 @@ class Dispatcher:
                 for rest in batch[i:]:
                     self._record(Outcome(rest, "recheck", now))
                 raise
-            task = asyncio.create_task(self._send(message))
+            task = asyncio.create_task(self._send(message, probe=probe))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return bool(batch) or looked > 0
+        return bool(batch)
 
     async def _anything_due(self) -> bool:
         row = await self.db.fetchone(
@@ -204,12 +219,12 @@ class Dispatcher:
     def _claim_size(self) -> int:
         return max(1, min(MAX_CLAIM, int(self.limiter.current_rate() * CLAIM_AHEAD_SECONDS)))
 
-    async def _claim(self, tx: Tx) -> list[Claimed]:
+    async def _claim(self, tx: Tx, limit: int | None = None) -> list[Claimed]:
         claimed_at = time.monotonic()
         now = self.clock.now()
         stamp = isoformat(now)
         await sql.release_due(tx, self.short_code, now)
-        rows = await sql.ready(tx, self.short_code, self._claim_size())
+        rows = await sql.ready(tx, self.short_code, limit or self._claim_size())
         if not rows:
             return []
         live = [r for r in rows if datetime.fromisoformat(r["expires_at"]) > now
@@ -286,7 +301,7 @@ class Dispatcher:
         return OutgoingSMS(to_number=message.to_number, from_number=self.short_code,
                            body=message.body, status_callback=f"{self.status_url}{message.id}")
 
-    async def _send(self, message: Claimed) -> None:
+    async def _send(self, message: Claimed, *, probe: bool = False) -> None:
         task = asyncio.current_task()
         self._pacing.add(task)  # type: ignore[arg-type]
         try:
@@ -302,6 +317,14 @@ class Dispatcher:
                 # paused or cancelled: decide again.
                 self._record(Outcome(message, "recheck", self.clock.now()))
                 return
+            if self.health.send.down and not probe:
+                # The provider went down while this one waited its turn: keep it queued
+                # rather than add to the failures.
+                for limiter, entry in zip(limiters, entries, strict=True):
+                    limiter.settle(entry)
+                self._record(Outcome(message, "recheck", self.clock.now(),
+                                     reason="provider_down"))
+                return
             started = time.perf_counter()
             try:
                 try:
@@ -309,15 +332,18 @@ class Dispatcher:
                 finally:
                     for limiter, entry in zip(limiters, entries, strict=True):
                         limiter.settle(entry)
-            except SendError as exc:
+            except Exception as exc:
+                # Adapters raise only SendError; anything else is a bug there, classified
+                # all the same (its outcome unknown) rather than let out of the pipeline.
+                error = exc if isinstance(exc, SendError) else unexpected(exc, "send")
                 self.metrics.provider_latency(time.perf_counter() - started)
-                self._record(self._failure(message, exc))
+                if error.provider_down:
+                    self.health.send.failed(str(error))
+                else:
+                    self.health.send.succeeded()
+                self._record(self._failure(message, error))
                 return
-            except Exception as exc:  # a bug in an adapter: treat as "may have gone"
-                log.exception("send of message #%d raised", message.id)
-                self._record(self._failure(message, SendError(
-                    SendErrorKind.INTERRUPTED, detail=f"unexpected error: {exc}")))
-                return
+            self.health.send.succeeded()
             self.metrics.provider_latency(time.perf_counter() - started)
             self._record(Outcome(message, "sent", self.clock.now(), sid=result.provider_sid,
                                  segments=result.num_segments))
@@ -378,9 +404,8 @@ class Dispatcher:
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential, capped, with jitter (half fixed, half random)."""
-        full = min(self.config.retry_max_seconds,
-                   self.config.retry_initial_seconds * 2 ** max(attempts - 1, 0))
-        return timedelta(seconds=full / 2 + self._random.uniform(0, full / 2))
+        return timedelta(seconds=backoff(attempts, self.config.retry_initial_seconds,
+                                         self.config.retry_max_seconds, self._random))
 
     async def _write(self, tx: Tx, outcomes: Sequence[Outcome]) -> None:
         sent, waiting, final, unknown, events = [], [], [], [], []
@@ -391,21 +416,25 @@ class Dispatcher:
             kind = o.error.kind.value if o.error else None
             if o.kind == "sent":
                 assert o.sid is not None
-                sent.append((self.provider.name, o.sid, o.segments, stamp, m.id))
+                sent.append((self.provider.name, o.sid, o.segments, stamp,
+                             isoformat(o.at + self.receipt_wait), m.id))
                 events.append((m.id, stamp, "sent", "sent", None,
                                sql.detail(provider_sid=o.sid)))
             elif o.kind == "failed":
-                final.append(("failed", kind, code, text, stamp, m.id))
+                final.append(("failed", o.reason or kind, code, text, stamp, m.id))
                 events.append((m.id, stamp, "failed", "failed", code,
-                               sql.detail(error=kind, message=text)))
+                               sql.detail(error=kind, reason=o.reason, message=text)))
             elif o.kind == "unknown":
-                look = o.at + timedelta(seconds=self.config.reconcile_after_seconds)
-                unknown.append((isoformat(look), code, text, stamp, m.id))
-                events.append((m.id, stamp, "outcome_unknown", "sending", code, sql.detail(
-                    error=kind, message=text, lookup_at=isoformat(look))))
+                look = o.lookup_at or (
+                    o.at + timedelta(seconds=self.config.reconcile_after_seconds))
+                unknown.append((isoformat(look), code, text, stamp,
+                                int(o.lookup_at is not None), m.id))
+                events.append((m.id, stamp, "lookup_failed" if o.lookup_at else
+                               "outcome_unknown", "sending", code, sql.detail(
+                                   error=kind, message=text, lookup_at=isoformat(look))))
             elif o.kind == "recheck":
-                why = ("campaign_stopped" if self.holds.stopped(m.campaign_id)
-                       else "opt_out_noticed")
+                why = o.reason or ("campaign_stopped" if self.holds.stopped(m.campaign_id)
+                                   else "opt_out_noticed")
                 waiting.append(("queued", why, None, None, None, stamp, m.id))
                 events.append((m.id, stamp, "returned", "queued", None,
                                sql.detail(reason=why)))
@@ -449,48 +478,3 @@ class Dispatcher:
             provider=self.provider.name, provider_sid=f"send:{o.message.id}",
             status="failed", received_at=o.at, error_code=CONTACT_STOPPED,
             params={"To": o.message.to_number, "From": self.short_code}))
-
-    # -- reconciliation of unknown outcomes --------------------------------------------
-
-    async def reconcile(self, limit: int = 50) -> int:
-        """Look up messages whose hand-over has an unknown outcome; returns how many."""
-        rows = await sql.due_lookups(self.db, self.short_code, self.clock.now(), limit)
-        if not rows:
-            return 0
-        taken = {o.sid for o in self._outcomes if o.sid}
-        for row in rows:
-            await self._look_up(row, taken)
-        await self.flush()
-        return len(rows)
-
-    async def _look_up(self, row: Row, taken: set[str]) -> None:
-        message = Claimed(row["id"], row["to_number"], row["body"], row["program_id"],
-                          row["segments"] or 1, row["attempts"],
-                          datetime.fromisoformat(row["expires_at"]), time.monotonic())
-        handed = datetime.fromisoformat(row["sending_at"] or row["created_at"])
-        now = self.clock.now()
-        try:
-            found = await self.provider.lookup(self._sms(message), handed - LOOKUP_SLACK)
-        except SendError as exc:
-            log.warning("cannot look up message #%d at %s (%s): trying again later",
-                        message.id, self.provider.name, exc)
-            if now >= message.expires_at:
-                self._record(Outcome(message, "failed", now, error=SendError(
-                    exc.kind, detail="its validity ended while its outcome was unknown")))
-            else:
-                self._record(Outcome(message, "unknown", now, error=exc))
-            return
-        candidates = [m for m in found if m.body == message.body and m.sid not in taken]
-        known = await sql.known_sids(self.db, self.provider.name, [m.sid for m in candidates])
-        match = next((m for m in candidates if m.sid not in known), None)
-        if match is not None:
-            taken.add(match.sid)
-            log.info("message #%d to %s was accepted before all: %s", message.id,
-                     mask(message.to_number), match.sid)
-            self._record(Outcome(message, "sent", now, sid=match.sid,
-                                 segments=match.num_segments))
-        else:
-            log.info("message #%d to %s never reached %s: queued again", message.id,
-                     mask(message.to_number), self.provider.name)
-            self._record(Outcome(message, "retry", now, error=None))
-

@@ -26,6 +26,10 @@ class OutboundMetrics:
         self.latency = registry.histogram(
             "mcrm_provider_send_seconds", "Time the provider took to answer a send.",
             (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.breaker_trips = registry.counter(
+            "mcrm_provider_breaker_trips_total",
+            "Times a provider's sends, look-ups or status fetches were marked down (the "
+            "breaker opened), by provider and operation.")
         self.opt_out_exposure = registry.histogram(
             "mcrm_opt_out_block_seconds",
             "From an opt-out arriving to the moment no message to that number can be handed "

@@ -1,0 +1,131 @@
+"""The links the gateway depends on (a provider's sends, look-ups and status fetches, each CRM
+endpoint): how to wait between tries, and whether a link is up.
+
+One rule for every retry loop: the wait doubles from a first delay to a cap, with jitter,
+and counts *attempts* (a wake-up or a commit elsewhere never shortens it, so an outage is
+met by a few tries, not a storm). One success resets it, so a single failure after a
+recovery costs a short wait, not the cap.
+
+A :class:`Link` is ``ok``; ``degraded`` after a failure; ``down`` after ``trip_after``
+failures in a row. While down (the breaker is open) the caller asks :meth:`Link.may_try`
+before each try: it lets one probe through at a time, spaced by the same back-off, and the
+first success closes the breaker. A state change is logged as one line, never a traceback
+per attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.clock import isoformat
+
+log = logging.getLogger(__name__)
+
+
+def backoff(attempt: int, initial: float, cap: float, rng: random.Random | None = None
+            ) -> float:
+    """Seconds to wait after the `attempt`-th failure in a row (1, 2, …): `initial` doubled
+    per failure up to `cap`, then half of it fixed and half random (so that many waiters
+    that failed together do not come back together)."""
+    full = min(cap, initial * 2 ** min(max(attempt - 1, 0), 60))
+    return full / 2 + (rng or random).uniform(0, full / 2)
+
+
+class State(enum.StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+#: Gauge values, so an alert can say `>= 2`.
+STATE_VALUE = {State.OK: 0, State.DEGRADED: 1, State.DOWN: 2}
+
+
+class Link:
+    """The health of one link, shared by everything that uses it (all of a provider's short
+    codes share its send link)."""
+
+    def __init__(self, what: str, *, trip_after: int = 5, probe_initial: float = 1.0,
+                 probe_max: float = 30.0, monotonic: Callable[[], float] = time.monotonic,
+                 on_trip: Callable[[], None] = lambda: None,
+                 on_recover: Callable[[], None] = lambda: None) -> None:
+        self.what = what  # "provider twilio send", "CRM endpoint crm"
+        self.trip_after, self.probe_initial, self.probe_max = trip_after, probe_initial, probe_max
+        self._monotonic = monotonic
+        self._on_trip, self._on_recover = on_trip, on_recover
+        self.state = State.OK
+        self.failures = 0  # in a row
+        self.trips = 0
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+        self._since = monotonic()
+        self._next_probe = 0.0
+        self._probes = 0
+
+    @property
+    def down(self) -> bool:
+        return self.state is State.DOWN
+
+    def succeeded(self) -> None:
+        if self.state is State.OK:
+            return
+        was, failures = self.state, self.failures
+        self.failures, self._probes = 0, 0
+        self._set(State.OK)
+        log.log(logging.WARNING if was is State.DOWN else logging.INFO,
+                "%s: ok again after %d failure%s in a row", self.what, failures,
+                "" if failures == 1 else "s")
+        if was is State.DOWN:
+            self._on_recover()
+
+    def failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error, self.last_error_at = error, datetime.now(UTC)
+        now = self._monotonic()
+        if self.state is State.DOWN:
+            self._probes += 1
+            self._next_probe = now + backoff(self._probes, self.probe_initial, self.probe_max)
+        elif self.failures >= self.trip_after:
+            self.trips += 1
+            self._probes = 1
+            self._next_probe = now + backoff(1, self.probe_initial, self.probe_max)
+            self._set(State.DOWN)
+            log.warning("%s: down after %d failures in a row (last: %s); trying again now "
+                        "and then until it answers", self.what, self.failures, error)
+            self._on_trip()
+        elif self.state is State.OK:
+            self._set(State.DEGRADED)
+            log.warning("%s: degraded (%s)", self.what, error)
+
+    def may_try(self) -> bool:
+        """Always, unless down; while down, once per probe interval (one probe at a time)."""
+        if self.state is not State.DOWN:
+            return True
+        now = self._monotonic()
+        if now < self._next_probe:
+            return False
+        # Until the probe reports back, nobody else tries: hold the next one off.
+        self._next_probe = now + backoff(self._probes + 1, self.probe_initial, self.probe_max)
+        return True
+
+    def next_try_in(self) -> float:
+        """Seconds until `may_try` may say yes (0 when it would now)."""
+        if self.state is not State.DOWN:
+            return 0.0
+        return max(self._next_probe - self._monotonic(), 0.0)
+
+    def _set(self, state: State) -> None:
+        self.state, self._since = state, self._monotonic()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"state": self.state.value, "consecutive_failures": self.failures,
+                "last_error": self.last_error,
+                "last_error_at": isoformat(self.last_error_at) if self.last_error_at else None,
+                "for_seconds": round(self._monotonic() - self._since, 1),
+                "breaker_trips": self.trips}
