@@ -4,7 +4,9 @@ endpoint): how to wait between tries, and whether a link is up.
 One rule for every retry loop: the wait doubles from a first delay to a cap, with jitter,
 and counts *attempts* (a wake-up or a commit elsewhere never shortens it, so an outage is
 met by a few tries, not a storm). One success resets it, so a single failure after a
-recovery costs a short wait, not the cap.
+recovery costs a short wait, not the cap. So does a failure of another kind than the ones
+before it (an endpoint that answered 503, or refused connections, now answers 500): it is
+back in some form, and its new fault starts a new count (:attr:`Link.streak`).
 
 A :class:`Link` is ``ok``; ``degraded`` after a failure; ``down`` after ``trip_after``
 failures in a row. While down (the breaker is open) the caller asks :meth:`Link.may_try`
@@ -61,6 +63,8 @@ class Link:
         self._on_trip, self._on_recover = on_trip, on_recover
         self.state = State.OK
         self.failures = 0  # in a row
+        self.streak = 0  # in a row and of the same kind: sets the back-off
+        self._kind: str | None = None
         self.trips = 0
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -76,7 +80,7 @@ class Link:
         if self.state is State.OK:
             return
         was, failures = self.state, self.failures
-        self.failures, self._probes = 0, 0
+        self.failures, self.streak, self._probes, self._kind = 0, 0, 0, None
         self._set(State.OK)
         log.log(logging.WARNING if was is State.DOWN else logging.INFO,
                 "%s: ok again after %d failure%s in a row", self.what, failures,
@@ -84,8 +88,13 @@ class Link:
         if was is State.DOWN:
             self._on_recover()
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, kind: str | None = None) -> None:
+        """One more failure; `kind` classes it (a new kind starts a new back-off)."""
+        if kind != self._kind:
+            self.streak, self._kind = 0, kind
+            self._probes = 0
         self.failures += 1
+        self.streak += 1
         self.last_error, self.last_error_at = error, datetime.now(UTC)
         now = self._monotonic()
         if self.state is State.DOWN:

@@ -59,9 +59,13 @@ def event_json(row: Row, profile: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class DeliveryFailed(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    """`kind`: unreachable (no answer at all), unavailable (502/503/504/429: down for now)
+    or error (any other answer); a change of kind starts a new back-off."""
+
+    def __init__(self, message: str, retry_after: float | None = None,
+                 kind: str = "error") -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.kind = retry_after, kind
 
 
 class SyncRelay:
@@ -97,7 +101,7 @@ class SyncRelay:
             except Exception as exc:  # our side failed (database busy …): keep the relay alive
                 if self.link.failures == 0:
                     log.exception("sync relay %s: unexpected error", self.endpoint.name)
-                self.link.failed(f"{type(exc).__name__}: {exc}")
+                self.link.failed(f"{type(exc).__name__}: {exc}", "ours")
                 await asyncio.sleep(self._backoff(None))
                 continue
             if sent == 0:
@@ -107,7 +111,7 @@ class SyncRelay:
 
     def _backoff(self, retry_after: float | None) -> float:
         cap = self.settings.retry_max_seconds
-        delay = backoff(self.link.failures, self.settings.retry_initial_seconds, cap)
+        delay = backoff(self.link.streak, self.settings.retry_initial_seconds, cap)
         if retry_after is not None:
             delay = max(delay, min(retry_after, cap))
         return delay
@@ -156,7 +160,7 @@ class SyncRelay:
     async def _failed(self, rows: list[Row], exc: DeliveryFailed, *, replay: bool,
                       attempts: int) -> None:
         name, now, error = self.endpoint.name, self.clock.now(), str(exc)
-        self.link.failed(error)
+        self.link.failed(error, exc.kind)
         self.metrics.sync_failures.inc(endpoint=name)
         dead_before = now - timedelta(hours=self.settings.max_age_hours)
         if replay:
@@ -202,14 +206,18 @@ class SyncRelay:
                                          timeout=timeout) as response:
                 if 200 <= response.status < 300:
                     return
-                text = (await response.text())[:200]
+                text = (await response.text(errors="replace"))[:200]
                 retry_after = _retry_after(response.headers.get("Retry-After"))
-                raise DeliveryFailed(f"HTTP {response.status}: {text}".strip(), retry_after)
+                kind = ("unavailable" if response.status in (429, 502, 503, 504)
+                        else "error")
+                raise DeliveryFailed(f"HTTP {response.status}: {text}".strip(), retry_after,
+                                     kind)
         except TimeoutError:
-            raise DeliveryFailed(
-                f"no answer within {self.endpoint.timeout_seconds:g}s") from None
+            raise DeliveryFailed(f"no answer within {self.endpoint.timeout_seconds:g}s",
+                                 kind="unreachable") from None
         except aiohttp.ClientError as exc:
-            raise DeliveryFailed(f"cannot reach {self.endpoint.url}: {exc}") from None
+            raise DeliveryFailed(f"cannot reach {self.endpoint.url}: {exc}",
+                                 kind="unreachable") from None
 
     async def status(self) -> dict[str, Any]:
         row = await sql.status(self.db, self.endpoint.name)

@@ -11,20 +11,22 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-
-from consent import ConsentEvent, Kind
-from gateway.clock import SystemClock
-from gateway.db import Database
-from gateway.profiles import ProfileStore
+from consent import Kind
 from tests.conftest import ACCOUNT_SID, ADMIN_TOKEN, AUTH_TOKEN, eventually, free_port
-from tests.daemon import environment, read, serve, write_config
+from tests.daemon import (
+    EVIDENCE,
+    api,
+    environment,
+    mcrm,
+    post,
+    seed,
+    serve,
+    write_config,
+)
 from tests.fakes.twilio_server import FakeTwilio
 
 BODY = "Acme: 20% off everything this weekend. Reply STOP to opt out."
-EVIDENCE = {"form_url": "https://acme.example/join", "ip": "203.0.113.7"}
 
 
 def config_file(folder: Path, port: int, fake_url: str, *, rate: int, batch: int = 500,
@@ -58,55 +60,6 @@ queue_ahead = {ahead}
 [api]
 tokens = ["{ADMIN_TOKEN}"]
 """)
-
-
-async def seed(config_path: Path, consents: list[tuple[str, str, Kind]]) -> None:
-    """Consent as the ledger records it, written before the gateway starts."""
-    config = read(config_path)
-    db = await Database.open(config.database_path())
-    try:
-        from consent import Consent
-
-        consent = Consent(config, ProfileStore())
-        now = SystemClock().now() - timedelta(minutes=5)
-
-        async def write(tx: Any) -> None:
-            for phone, program, kind in consents:
-                await consent.ledger.record(tx, ConsentEvent(
-                    phone=phone, program_id=program, kind=kind, source="web_form",
-                    occurred_at=now, evidence=EVIDENCE))
-
-        await db.write(write)
-    finally:
-        await db.close()
-
-
-async def mcrm(config: Path, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", *args, "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=config.parent,
-        env=environment())
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, f"mcrm {' '.join(args)}: {err.decode()}"
-    return out.decode()
-
-
-async def post(config: Path, path: str, body: Any, method: str = "POST") -> Any:
-    port = read(config).service.port
-    async with aiohttp.ClientSession() as session, session.request(
-            method, f"http://127.0.0.1:{port}{path}", json=body,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
-        assert response.status in (200, 201), await response.text()
-        return await response.json()
-
-
-async def api(config: Path, path: str) -> Any:
-    port = read(config).service.port
-    async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{port}{path}",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
-        assert response.status == 200
-        return await response.json()
 
 
 def numbers(n: int, first: int) -> list[str]:

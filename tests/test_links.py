@@ -132,3 +132,14 @@ async def test_the_crm_relay_sleeps_out_its_back_off_while_customers_text(
     await eventually(lambda: len({e["id"] for e in crm.events}) >= texts, seconds=5,
                      what="every event delivered")
     assert relay.link.state is State.OK and relay.failures == 0
+
+
+def test_a_failure_of_a_new_kind_starts_a_new_back_off() -> None:
+    link = Link("CRM endpoint crm", trip_after=5)
+    for _ in range(12):
+        link.failed("HTTP 503", "unavailable")
+    assert (link.failures, link.streak) == (12, 12)
+    assert backoff(link.streak, 1.0, 30.0) >= 15  # at the cap
+    link.failed("HTTP 500: oops", "error")  # it answers again, with a new fault
+    assert (link.failures, link.streak) == (13, 1) and link.down
+    assert backoff(link.streak, 1.0, 30.0) <= 1.0

@@ -76,7 +76,7 @@ def test_backoff_doubles_up_to_the_maximum_and_honours_retry_after(config: Confi
     relay = SyncRelay(None, None, None, endpoint, settings, GatewayMetrics())  # type: ignore
     delays = []
     for failures in range(1, 7):
-        relay.link.failures = failures
+        relay.link.streak = failures
         delays.append(relay._backoff(None))
     bounds = [1, 2, 4, 8, 8, 8]
     assert all(b / 2 <= d <= b for d, b in zip(delays, bounds, strict=True)), delays

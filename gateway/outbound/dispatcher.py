@@ -338,7 +338,7 @@ class Dispatcher:
                 error = exc if isinstance(exc, SendError) else unexpected(exc, "send")
                 self.metrics.provider_latency(time.perf_counter() - started)
                 if error.provider_down:
-                    self.health.send.failed(str(error))
+                    self.health.send.failed(str(error), error.kind.value)
                 else:
                     self.health.send.succeeded()
                 self._record(self._failure(message, error))

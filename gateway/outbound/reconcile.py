@@ -136,7 +136,7 @@ class Reconciler:
             found = await d.provider.lookup(d._sms(message), handed - LOOKUP_SLACK)
         except Exception as exc:
             error = exc if isinstance(exc, SendError) else unexpected(exc, "look-up")
-            d.health.lookup.failed(str(error))
+            d.health.lookup.failed(str(error), error.kind.value)
             if not self._give_up_or_resend(message, handed, error):
                 now = d.clock.now()
                 wait = backoff(row["lookups"] + 1, d.config.retry_initial_seconds,
@@ -254,7 +254,7 @@ class Reconciler:
             except Exception as exc:
                 error = exc if isinstance(exc, SendError) else unexpected(exc, "status fetch")
                 if error.provider_down:
-                    d.health.fetch.failed(str(error))
+                    d.health.fetch.failed(str(error), error.kind.value)
                 else:
                     d.health.fetch.succeeded()
                 log.debug("status fetch of %s failed: %s", sid, error)
