@@ -117,7 +117,7 @@ async def post(config: Path, path: str, body: Any, method: str = "POST") -> Any:
     async with aiohttp.ClientSession() as session, session.request(
             method, f"http://127.0.0.1:{port}{path}", json=body,
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
-        assert response.status in (200, 201), await response.text()
+        assert response.status in (200, 201, 202), await response.text()
         return await response.json()
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from gateway.config import Secret, load_config, parse_config
+from gateway.config import Config, Secret, load_config, parse_config
 from gateway.daemon import exposure_warnings
 from gateway.errors import ConfigError
 
@@ -139,6 +142,20 @@ CASES = [
      "campaigns.missed_run_grace_minutes", "must not be negative"),
     ("account rate", "[provider]\nmessages_per_second = -1", "provider.messages_per_second",
      "must not be negative"),
+    ("read rate", "[provider]\nreads_per_second = 0", "provider.reads_per_second",
+     "greater than 0"),
+    ("breaker threshold", "[provider]\ndown_after_failures = 0",
+     "provider.down_after_failures", "from 1 to 1000"),
+    ("probe interval", "[provider]\nprobe_max_seconds = 0.1", "provider.probe_max_seconds",
+     "at least 1"),
+    ("unknown-outcome policy", '[outbound]\nunknown_outcome = "guess"',
+     "outbound.unknown_outcome", "must be one of 'give_up', 'resend'"),
+    ("unknown outcome before its look-up", "[outbound]\nunknown_outcome_minutes = 0.1",
+     "outbound.unknown_outcome_minutes", "longer than outbound.reconcile_after_seconds"),
+    ("receipt checks", "[outbound]\nreceipt_check_after_seconds = 0",
+     "outbound.receipt_check_after_seconds", "greater than 0"),
+    ("sync breaker threshold", "[sync]\ndown_after_failures = 0", "sync.down_after_failures",
+     "from 1 to 1000"),
     ("stop scope", '[consent]\nstop_scope = "galaxy"', "consent.stop_scope",
      "must be one of"),
     ("double opt-in expiry", "[consent]\ndouble_opt_in_expiry_hours = 0",
@@ -195,6 +212,28 @@ def test_cli_check_config_accepts_the_example() -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "ok (2 programs, 1 short codes, provider sandbox)" in result.stdout
+
+
+def test_the_example_shows_every_setting() -> None:
+    """config.example.toml is the reference: each key of every table is in it, commented."""
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    shown = set(re.findall(r"(?:^#? ?|[{,] )([a-z_]+) = ", text, flags=re.MULTILINE))
+    missing: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "source":
+                continue
+            inner = [a for a in (typing.get_args(hints[f.name]) or (hints[f.name],))
+                     if dataclasses.is_dataclass(a)]
+            if inner:
+                walk(inner[0], f"{prefix}{f.name}.")
+            elif f.name not in shown:
+                missing.append(prefix + f.name)
+
+    walk(Config, "")
+    assert missing == []
 
 
 def test_exposure_warnings() -> None:

@@ -125,6 +125,16 @@ async def release_retries(tx: Tx, from_number: str, now: datetime) -> int:
         (isoformat(now), from_number, isoformat(now)))
 
 
+async def release_next_retry(tx: Tx, from_number: str, now: datetime) -> int:
+    """The provider is down and nothing else is ready: the message that backs off the
+    longest goes now, as the probe (1: one was found)."""
+    return await tx.update(
+        "UPDATE outbound_messages SET next_attempt_at = ?1 WHERE id = (SELECT id"
+        " FROM outbound_messages WHERE from_number = ?2 AND status = 'queued'"
+        " AND reason = 'retry' AND next_attempt_at > ?1 ORDER BY next_attempt_at LIMIT 1)",
+        (isoformat(now), from_number))
+
+
 async def release_lookups(tx: Tx, from_number: str, now: datetime) -> int:
     """Look-ups are answered again: those backing off after a failed look-up go now (not
     those still giving the provider time to finish a request)."""
@@ -149,6 +159,15 @@ async def due_lookups(db: Database | Tx, from_number: str, now: datetime, limit:
         " WHERE from_number = ?"
         " AND status = 'sending' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
         " ORDER BY next_attempt_at LIMIT ?", (from_number, isoformat(now), limit))
+
+
+async def next_failed_lookup(db: Database | Tx, from_number: str) -> Row | None:
+    """While look-ups are down: the message whose failed look-up is next, as the probe."""
+    return await db.fetchone(
+        "SELECT id, to_number, body, program_id, purpose, segments, expires_at, attempts,"
+        " sending_at, created_at, lookups, campaign_id FROM outbound_messages"
+        " WHERE from_number = ? AND status = 'sending' AND next_attempt_at IS NOT NULL"
+        " AND lookups > 0 ORDER BY next_attempt_at LIMIT 1", (from_number,))
 
 
 async def due_receipts(db: Database, from_number: str, now: datetime, limit: int

@@ -177,7 +177,12 @@ class Dispatcher:
                 for message in batch:
                     self._record(Outcome(message, "recheck", now, reason="provider_down"))
                 return False
-            if not await self._anything_due() or not self.health.send.may_try():
+            if self.health.send.next_try_in() > 0:
+                return False
+            if not await self._anything_due() and not await self.db.write(
+                    lambda tx: sql.release_next_retry(tx, self.short_code, self.clock.now())):
+                return False  # nothing to probe with
+            if not self.health.send.may_try():
                 return False
             probe = True
             batch = await self.db.write(lambda tx: self._claim(tx, 1))
@@ -429,6 +434,7 @@ class Dispatcher:
                     o.at + timedelta(seconds=self.config.reconcile_after_seconds))
                 unknown.append((isoformat(look), code, text, stamp,
                                 int(o.lookup_at is not None), m.id))
+                self.reconciler.expect(look)
                 events.append((m.id, stamp, "lookup_failed" if o.lookup_at else
                                "outcome_unknown", "sending", code, sql.detail(
                                    error=kind, message=text, lookup_at=isoformat(look))))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from gateway.metrics import Registry
 
 if TYPE_CHECKING:
-    from gateway.outbound.dispatcher import Outcome
+    from gateway.outbound.outcomes import Outcome
 
 
 class OutboundMetrics:

@@ -64,9 +64,16 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._recovered = False
         self._fetch_slots = asyncio.Semaphore(FETCHES_IN_FLIGHT)
+        self._soonest: datetime | None = None  # the next look-up time we know of
 
     def wake(self) -> None:
         self._wake.set()
+
+    def expect(self, at: datetime) -> None:
+        """A look-up is due at `at` (an unknown outcome, a failed look-up): be awake then,
+        rather than at the next poll."""
+        if self._soonest is None or at < self._soonest:
+            self._soonest = at
 
     def lookups_recovered(self) -> None:
         """Look-ups are answered again: those backing off after a failed one go now."""
@@ -86,6 +93,11 @@ class Reconciler:
             if not busy:
                 self._wake.clear()
                 wait = POLL_SECONDS
+                if self._soonest is not None:
+                    ahead = (self._soonest - self.d.clock.now()).total_seconds()
+                    if ahead <= 0:
+                        self._soonest = None
+                    wait = min(wait, max(ahead, 0.01))
                 for link in (self.d.health.lookup, self.d.health.fetch):
                     if link.down:
                         wait = min(wait, max(link.next_try_in(), 0.05))
@@ -106,18 +118,33 @@ class Reconciler:
     async def look_ups(self) -> bool:
         d = self.d
         rows = await sql.due_lookups(d.db, d.short_code, d.clock.now(), LOOKUP_BATCH)
-        if not rows:
-            return False
+        link = d.health.lookup
         taken = {o.sid for o in d._outcomes if o.sid}
         done = 0
-        for row in rows:
-            message = self._message(row)
-            handed = datetime.fromisoformat(row["sending_at"] or row["created_at"])
-            if d.health.lookup.may_try():
-                await self._look_up(message, row, handed, taken)
-                done += 1
-            elif self._give_up_or_resend(message, handed, None):
-                done += 1  # past its deadline: no look-up is waited for
+        if link.down:
+            # Only probes go; what is past its deadline meets the policy without waiting.
+            waiting = []
+            for row in rows:
+                message, handed = self._message(row), _handed(row)
+                if self._give_up_or_resend(message, handed, None):
+                    done += 1
+                else:
+                    waiting.append(row)
+            if link.next_try_in() == 0:
+                # The probe: a due look-up, or else the next one backing off (its own wait
+                # would hold the probes up to the cap).
+                probe = waiting[0] if waiting else await sql.next_failed_lookup(
+                    d.db, d.short_code)
+                if probe is not None and link.may_try():
+                    await self._look_up(self._message(probe), probe, _handed(probe), taken)
+                    done += 1
+        else:
+            for row in rows:
+                if link.may_try():
+                    await self._look_up(self._message(row), row, _handed(row), taken)
+                    done += 1
+                elif self._give_up_or_resend(self._message(row), _handed(row), None):
+                    done += 1  # past its deadline: no look-up is waited for
         if done:
             await d.flush()
         return done > 0
@@ -274,6 +301,10 @@ class Reconciler:
                    config.receipt_recheck_max_seconds)
         return isoformat(now + timedelta(seconds=wait))
 
+
+
+def _handed(row: Row) -> datetime:
+    return datetime.fromisoformat(row["sending_at"] or row["created_at"])
 
 
 def _error(kind: SendErrorKind | None, detail: str) -> SendError:
