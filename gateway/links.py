@@ -138,3 +138,28 @@ class Link:
                 "last_error_at": isoformat(self.last_error_at) if self.last_error_at else None,
                 "for_seconds": round(self._monotonic() - self._since, 1),
                 "breaker_trips": self.trips}
+
+
+class OwnFaults:
+    """A loop of ours failing on our own side (the database busy or gone): the first
+    failure's traceback, then one line each, and waits that back off like any retry."""
+
+    def __init__(self, what: str, *, initial: float = 1.0, cap: float = 30.0) -> None:
+        self.what, self.initial, self.cap = what, initial, cap
+        self.count = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Log it; returns the seconds to wait before the next try."""
+        self.count += 1
+        if self.count == 1:
+            log.error("%s: unexpected error", self.what, exc_info=exc)
+        else:
+            log.warning("%s: failing again (%d in a row): %s: %s", self.what, self.count,
+                        type(exc).__name__, exc)
+        return backoff(self.count, self.initial, self.cap)
+
+    def ok(self) -> None:
+        if self.count:
+            log.warning("%s: working again after %d failure%s", self.what, self.count,
+                        "" if self.count == 1 else "s")
+            self.count = 0

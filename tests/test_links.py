@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway import keys
-from gateway.links import Link, State, backoff
+from gateway.links import Link, OwnFaults, State, backoff
 from tests.conftest import ConfigFactory, admin, eventually, free_port
 from tests.fakes.crm_receiver import CrmReceiver
 
@@ -143,3 +143,18 @@ def test_a_failure_of_a_new_kind_starts_a_new_back_off() -> None:
     link.failed("HTTP 500: oops", "error")  # it answers again, with a new fault
     assert (link.failures, link.streak) == (13, 1) and link.down
     assert backoff(link.streak, 1.0, 30.0) <= 1.0
+
+
+def test_our_own_faults_log_one_traceback_then_one_line_each(
+        caplog: pytest.LogCaptureFixture) -> None:
+    faults = OwnFaults("dispatcher 12345", initial=1.0, cap=8.0)
+    caplog.set_level(logging.INFO, logger="gateway.links")
+    waits = [faults.failed(OSError("disk I/O error")) for _ in range(6)]
+    assert all(w <= b for w, b in zip(waits, (1, 2, 4, 8, 8, 8), strict=True)), waits
+    assert waits[-1] >= 4  # backed off, not a tight loop
+    records = caplog.records
+    assert [r.exc_info is not None for r in records] == [True] + [False] * 5
+    assert "failing again (6 in a row): OSError: disk I/O error" in records[-1].getMessage()
+    faults.ok()
+    assert "working again after 6 failures" in caplog.records[-1].getMessage()
+    assert faults.count == 0

@@ -35,7 +35,7 @@ from gateway.config import OutboundConfig, ProviderConfig
 from gateway.db import Database, Tx
 from gateway.db import campaigns as campaign_sql
 from gateway.db import outbound as sql
-from gateway.links import backoff
+from gateway.links import OwnFaults, backoff
 from gateway.models import OutgoingSMS, StatusUpdate
 from gateway.outbound.health import ProviderHealth
 from gateway.outbound.metrics import OutboundMetrics
@@ -90,8 +90,11 @@ class Dispatcher:
         self.health = health or ProviderHealth(getattr(provider, "name", "provider"),
                                                ProviderConfig())
         self._recovered = False  # the send link came back: release what backs off
-        self.reconciler = Reconciler(self, reads=reads or RateLimiter(20.0),
-                                     on_receipts=on_receipts)
+        self._faults = OwnFaults(f"dispatcher {short_code}")
+        self._flush_faults = OwnFaults(f"dispatcher {short_code}: recording send outcomes",
+                                       initial=0.5, cap=5.0)
+        reads = reads or RateLimiter(ProviderConfig().reads_per_second)
+        self.reconciler = Reconciler(self, reads=reads, on_receipts=on_receipts)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -111,10 +114,11 @@ class Dispatcher:
                     busy = await self.step()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("dispatcher %s: unexpected error", self.short_code)
+                except Exception as exc:
                     busy = False
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(self._faults.failed(exc))
+                else:
+                    self._faults.ok()
                 if not busy:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -387,11 +391,12 @@ class Dispatcher:
             self._have_outcomes.clear()
             try:
                 await self.flush()
-            except Exception:
-                log.exception("dispatcher %s: cannot record send outcomes (will retry)",
-                              self.short_code)
-                await asyncio.sleep(0.5)
+            except Exception as exc:
+                # What was sent must be recorded: keep trying, but not in a tight loop.
+                await asyncio.sleep(self._flush_faults.failed(exc))
                 self._have_outcomes.set()
+            else:
+                self._flush_faults.ok()
 
     async def flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from gateway.clock import isoformat
 from gateway.db import Row, Tx
 from gateway.db import outbound as sql
-from gateway.links import backoff
+from gateway.links import OwnFaults, backoff
 from gateway.models import StatusUpdate
 from gateway.outbound.outcomes import Claimed, Outcome
 from gateway.outbound.ratelimit import RateLimiter
@@ -65,6 +65,7 @@ class Reconciler:
         self._recovered = False
         self._fetch_slots = asyncio.Semaphore(FETCHES_IN_FLIGHT)
         self._soonest: datetime | None = None  # the next look-up time we know of
+        self._faults = OwnFaults(f"reconciler {dispatcher.short_code}")
 
     def wake(self) -> None:
         self._wake.set()
@@ -86,10 +87,11 @@ class Reconciler:
                 busy = await self.step()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # our side (the database): keep going
-                log.exception("reconciler %s: unexpected error", self.d.short_code)
+            except Exception as exc:  # our side (the database): keep going
                 busy = False
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self._faults.failed(exc))
+            else:
+                self._faults.ok()
             if not busy:
                 self._wake.clear()
                 wait = POLL_SECONDS
