@@ -5,11 +5,12 @@ minutes. Slow (minutes of wall time, little CPU): `-m "not slow"` leaves them ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,23 @@ async def stop(proc: asyncio.subprocess.Process | None) -> None:
         await proc.wait()
 
 
+@contextlib.asynccontextmanager
+async def gateway(folder: Path, *, rate: int) -> AsyncIterator[tuple[FakeTwilio, Path]]:
+    """A Twilio fake (with receipts) and an `mcrm serve` sending to it; the config's path.
+    The gateway is stopped before its database is read after the block."""
+    await asyncio.to_thread(folder.mkdir)
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
+    await fake.start()
+    proc = None
+    try:
+        config = config_file(folder, free_port(), fake.base_url, rate=rate)
+        proc = await serve(config, folder / "serve.log", wait=True)
+        yield fake, config
+    finally:
+        await stop(proc)
+        await fake.close()
+
+
 async def together(*runs: Callable[[], Awaitable[None]]) -> None:
     """Independent gateways side by side (the minutes of waiting overlap)."""
     results = await asyncio.gather(*(run() for run in runs), return_exceptions=True)
@@ -123,14 +141,7 @@ async def test_messages_flow_at_the_rate_while_look_ups_fail_for_a_minute(tmp_pa
         "malformed": {"status": 200, "body": '{"messages": [{"sid": '}}
 
     async def run(name: str, fault: dict[str, Any]) -> None:
-        folder = tmp_path / name
-        folder.mkdir()
-        fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
-        await fake.start()
-        proc = None
-        try:
-            config = config_file(folder, free_port(), fake.base_url, rate=rate)
-            proc = await serve(config, folder / "serve.log", wait=True)
+        async with gateway(tmp_path / name, rate=rate) as (fake, config):
             fake.then(status=500, code=20500, message="oops")  # not taken, as it turns out
             fake.fail("list", **fault)
             unknown = await queue(config, "+12125550100", "the unknown one")
@@ -163,9 +174,6 @@ async def test_messages_flow_at_the_rate_while_look_ups_fail_for_a_minute(tmp_pa
             assert max(bodies(fake).values()) == 1, name
             ready = await api(config, "/readyz")
             assert ready["providers"]["twilio"]["operations"]["lookup"]["state"] == "ok"
-        finally:
-            await stop(proc)
-            await fake.close()
         assert set(statuses(config)) <= {"sent", "delivered"}, statuses(config)
 
     await together(*(lambda n=n, f=f: run(n, f) for n, f in faults.items()))
@@ -182,14 +190,7 @@ async def test_a_provider_outage_of_a_minute_loses_nothing_and_resumes_within_5s
     rate = 10
 
     async def run(kind: str) -> None:
-        folder = tmp_path / kind
-        folder.mkdir()
-        fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, send_callbacks=True)
-        await fake.start()
-        proc = None
-        try:
-            config = config_file(folder, free_port(), fake.base_url, rate=rate)
-            proc = await serve(config, folder / "serve.log", wait=True)
+        async with gateway(tmp_path / kind, rate=rate) as (fake, config):
             before = [f"before #{n}" for n in range(100)]
             during = [f"during #{n}" for n in range(100)]
             for n, body in enumerate(before):
@@ -222,9 +223,6 @@ async def test_a_provider_outage_of_a_minute_loses_nothing_and_resumes_within_5s
                 # While down, one probe at a time: not a send per message per retry.
                 failed_during = tried - sum(1 for r in fake.created if r.at < began)
                 assert failed_during <= 60, failed_during
-        finally:
-            await stop(proc)
-            await fake.close()
         assert set(statuses(config)) <= {"sent", "delivered"}, statuses(config)
         with sqlite3.connect(read(config).database_path()) as conn:
             [(failures,)] = conn.execute(
