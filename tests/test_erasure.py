@@ -76,6 +76,32 @@ async def test_erasure_leaves_nothing_personal_in_the_file(client: Any, config: 
     assert all(e["data"] == {"redacted": True} for e in timeline["events"][:-1])
 
 
+SURVEY = {
+    "keywords": [{"words": ["SURVEY"], "program": "deals", "conversation": "visit"}],
+    "conversations": [{"id": "visit", "program": "deals", "steps": [
+        {"id": "what", "prompt": "What did you buy?", "type": "text"},
+        {"id": "where", "prompt": "Which shop?", "type": "text"}]}],
+}
+
+
+async def test_erasure_ends_a_conversation_and_leaves_none_of_its_answers(
+        make_config: Any, make_client: Any) -> None:
+    config = make_config(**SURVEY)
+    client = await make_client(config)
+    for sid, body in (("SM1", "SURVEY"), ("SM2", SECRET_TEXT)):
+        response = await client.post("/webhooks/twilio/sms", data={
+            "MessageSid": sid, "From": PHONE, "To": "12345", "Body": body})
+        assert response.status == 200
+    db = client.app[keys.DB]
+    [row] = await db.fetchall("SELECT answers_json FROM conversations WHERE phone = ?",
+                              (PHONE,))
+    assert SECRET_TEXT in row[0]  # the first answer waits for the second step
+    response = await client.delete(f"/api/v1/profiles/{PHONE}", headers=admin())
+    assert response.status == 200
+    assert await db.fetchall("SELECT 1 FROM conversations WHERE phone = ?", (PHONE,)) == []
+    assert SECRET_TEXT.encode() not in database_bytes(config)
+
+
 def test_cli_erase(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[database]\npath = "db.sqlite3"\n', encoding="utf-8")

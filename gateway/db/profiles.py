@@ -139,3 +139,5 @@ async def redact_person(tx: Tx, phone: str) -> None:
     await tx.execute("UPDATE sandbox_messages SET body = '' WHERE to_number = ?", (phone,))
     await tx.execute("UPDATE status_callbacks SET params_json = '{}'"
                      " WHERE json_extract(params_json, '$.To') = ?", (phone,))
+    # A conversation in progress holds the answers given so far.
+    await tx.execute("DELETE FROM conversations WHERE phone = ?", (phone,))
