@@ -189,7 +189,7 @@ async def provider_ctx(app: web.Application) -> AsyncIterator[None]:
         sandbox = SandboxProvider(
             app[keys.DB], app[keys.CLOCK],
             receipt_delay_seconds=config.provider.sandbox.receipt_delay_seconds,
-            on_receipt=app[keys.INGEST].record_status)
+            on_receipt=app[keys.INGEST].record_status, log_text=config.logging.message_text)
         app[keys.WORKERS].start("sandbox-receipts", sandbox.run_receipts)
         provider = sandbox
     await provider.start()

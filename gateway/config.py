@@ -301,6 +301,9 @@ class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["plain", "json"] = "plain"
     mask_phone_numbers: bool = True
+    #: Put message bodies in log lines (the sandbox's "sent" line). Bodies carry names and
+    #: codes: for debugging on your own machine only.
+    message_text: bool = False
 
 
 @dataclass(frozen=True)

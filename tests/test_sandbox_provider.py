@@ -133,3 +133,16 @@ async def test_in_the_app_receipts_land_in_the_delivery_log(client: Any) -> None
     assert [r[0] for r in rows] == ["sent", "delivered"]
     metrics = await (await client.get("/metrics")).text()
     assert 'mcrm_status_callbacks_total{status="delivered"} 1' in metrics
+
+
+@pytest.mark.parametrize("log_text", [False, True])
+async def test_message_text_is_logged_only_when_asked(db: Database, log_text: bool,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="gateway.providers.sandbox")
+    provider = SandboxProvider(db, FrozenClock(datetime(2026, 11, 23, 12, tzinfo=UTC)),
+                               receipt_delay_seconds=2, on_receipt=Receipts(),
+                               log_text=log_text)
+    await provider.send(sms(body="Your code is 481516"))
+    [line] = [r.getMessage() for r in caplog.records if "sandbox sent" in r.getMessage()]
+    assert ("481516" in line) is log_text
+    assert "(1 segment(s))" in line

@@ -53,8 +53,9 @@ class SandboxProvider:
     name = "sandbox"
 
     def __init__(self, db: Database, clock: Clock, *, receipt_delay_seconds: float,
-                 on_receipt: ReceiptSink) -> None:
+                 on_receipt: ReceiptSink, log_text: bool = False) -> None:
         self.db, self.clock = db, clock
+        self.log_text = log_text
         self.delay = timedelta(seconds=receipt_delay_seconds)
         self.on_receipt = on_receipt
         self._wake = asyncio.Event()
@@ -82,8 +83,9 @@ class SandboxProvider:
             tx, sid=sid, from_number=sms.from_number, to_number=sms.to_number, body=sms.body,
             status_callback=sms.status_callback, now=now, first_receipt_at=now + self.delay))
         self._wake.set()
-        log.info("sandbox sent %s → %s as %s (%d segment(s)): %s", sms.from_number,
-                 mask(sms.to_number), sid, parts, sms.body)
+        # Bodies carry names and codes: in the log only when asked (logging.message_text).
+        log.info("sandbox sent %s → %s as %s (%d segment(s))%s", sms.from_number,
+                 mask(sms.to_number), sid, parts, f": {sms.body}" if self.log_text else "")
         return SendResult(provider_sid=sid, status="queued", num_segments=parts)
 
     async def lookup(self, sms: OutgoingSMS, since: datetime) -> list[ProviderMessage]:
