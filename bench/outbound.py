@@ -89,7 +89,7 @@ async def run_once(folder: str, fake_url: str, messages: int, rate: float,
 
     provider.send = timed_send  # type: ignore[method-assign]
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     batch = 2000
     for first in range(0, messages, batch):
         await outbound.queue([
@@ -104,19 +104,23 @@ async def run_once(folder: str, fake_url: str, messages: int, rate: float,
         return int(row[0]) if row else 0
 
     accepted_at = receipts_at = None
+    accepted_cpu = receipts_cpu = float("nan")
     while receipts_at is None:
         await asyncio.sleep(0.1)
         if accepted_at is None and await count("sent", "delivered") == messages:
             accepted_at = time.perf_counter() - started
+            accepted_cpu = time.process_time() - cpu
         if accepted_at is not None and not receipts:
             receipts_at = float("nan")
         elif accepted_at is not None and await count("delivered") == messages:
             receipts_at = time.perf_counter() - started
+            receipts_cpu = time.process_time() - cpu
     row = await db.fetchone("SELECT COALESCE(SUM(segments), 0) FROM outbound_messages")
     segments = int(row[0]) if row else 0
     commits, writes = db.commits, db.writes
     await runner.cleanup()
     return {"queued_s": queued, "accepted_s": accepted_at, "receipts_s": receipts_at,
+            "accepted_cpu": accepted_cpu, "receipts_cpu": receipts_cpu,
             "segments": segments, "commits": commits, "writes": writes, "handed": handed}
 
 
@@ -164,6 +168,9 @@ async def main() -> None:
                       f"({result['accepted_s']:.1f} s)")
                 print(f"  queued -> every receipt   {n / result['receipts_s']:.0f} messages/s "
                       f"({result['receipts_s']:.1f} s)")
+                print(f"  gateway CPU per message   {result['accepted_cpu'] / n * 1e6:.0f} µs "
+                      f"until accepted, {result['receipts_cpu'] / n * 1e6:.0f} µs with "
+                      "its two receipts (all threads of the gateway process)")
                 print(f"  peak RSS (gateway)        {rss:.0f} MB")
                 print(f"  database                  {result['writes']} writes in "
                       f"{result['commits']} commits")

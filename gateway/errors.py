@@ -40,6 +40,16 @@ class NotFound(GatewayError):
     http_status = 404
 
 
+class Forbidden(GatewayError):
+    code = "forbidden"
+    http_status = 403
+
+
+class UnsupportedMediaType(GatewayError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class Conflict(GatewayError):
     code = "conflict"
     http_status = 409

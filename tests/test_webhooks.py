@@ -180,3 +180,57 @@ class TestInbound:
         response = await client.post("/webhooks/twilio/status", data=status())
         assert response.status == 200
         assert len(await stored(client, "status_callbacks")) == 1
+
+
+async def row_counts(client: Any) -> dict[str, int]:
+    """Rows in every table: what a refused request must leave as it was."""
+    db = client.app[keys.DB]
+    tables = [r[0] for r in await db.fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: (await db.fetchone(f"SELECT COUNT(*) FROM {t}"))[0] for t in tables}
+
+
+URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
+SMS_FORM = "MessageSid=SM9&From=%2B12125550101&To=12345&Body="
+HOSTILE = [
+    # (id, body, headers, status, words)
+    ("raw-bytes", (SMS_FORM + "caf").encode() + b"\xe9\xff", URLENCODED, 400, "not UTF-8"),
+    ("percent-latin1", (SMS_FORM + "caf%E9").encode(), URLENCODED, 400, "not UTF-8"),
+    ("too-many-fields", ("&".join(f"f{i}=1" for i in range(1001)) + "&" + SMS_FORM).encode(),
+     URLENCODED, 400, "more than 1000 fields"),
+    ("nul", (SMS_FORM + "a%00b").encode(), URLENCODED, 400, "NUL"),
+    ("json", b'{"MessageSid": "SM9"}', {"Content-Type": "application/json"}, 415,
+     "must be application/x-www-form-urlencoded"),
+    ("multipart", b'--x\r\nContent-Disposition: form-data; name="Body"; filename="a.txt"\r\n'
+     b"\r\nhello\r\n--x--\r\n", {"Content-Type": "multipart/form-data; boundary=x"}, 415,
+     "not multipart/form-data"),
+    ("cross-site-fetch", (SMS_FORM + "STOP").encode(),
+     {**URLENCODED, "Sec-Fetch-Site": "cross-site"}, 403, "Sec-Fetch-Site: cross-site"),
+    ("foreign-origin", (SMS_FORM + "STOP").encode(),
+     {**URLENCODED, "Origin": "https://evil.example"}, 403, "https://evil.example"),
+]
+
+
+@pytest.mark.parametrize("path", ["/webhooks/twilio/sms", "/webhooks/twilio/status"])
+@pytest.mark.parametrize(("body", "headers", "code", "words"), [h[1:] for h in HOSTILE],
+                         ids=[h[0] for h in HOSTILE])
+async def test_hostile_webhook_bodies_are_refused_before_anything_is_read(
+        client: Any, path: str, body: bytes, headers: dict[str, str], code: int,
+        words: str) -> None:
+    before = await row_counts(client)
+    response = await client.post(path, data=body, headers=headers)
+    assert response.status == code
+    error = (await response.json())["error"]
+    assert words in error["message"]
+    assert await row_counts(client) == before
+
+
+async def test_a_same_origin_or_metadata_free_post_is_a_webhook_as_before(client: Any
+                                                                         ) -> None:
+    for n, headers in enumerate(({}, {"Sec-Fetch-Site": "same-origin"},
+                                 {"Origin": f"http://{client.server.host}:"
+                                            f"{client.server.port}"})):
+        response = await client.post("/webhooks/twilio/sms", data=inbound(f"SM{n}"),
+                                     headers=headers)
+        assert response.status == 200, await response.text()
+    assert len(await stored(client, "inbound_messages")) == 3

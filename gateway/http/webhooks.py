@@ -16,8 +16,9 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator, compare
 
 from gateway import keys
-from gateway.errors import BadRequest, InvalidNumber
+from gateway.errors import BadRequest, Forbidden, InvalidNumber, UnsupportedMediaType
 from gateway.http.errors import json_error
+from gateway.http.forms import read_form, refuse_cross_site
 from gateway.models import InboundMessage, StatusUpdate
 from gateway.phone import normalise_address, to_e164
 
@@ -40,14 +41,15 @@ def twilio_webhook(name: str) -> Callable[[Handler], Callable[[web.Request],
             started = time.perf_counter()
             metrics = request.app[keys.METRICS]
             try:
-                form = {k: str(v) for k, v in (await request.post()).items()}
+                refuse_cross_site(request)
+                form = await read_form(request)
                 problem = check_signature(request, form)
                 if problem:
                     metrics.webhook_rejected.inc(endpoint=name, reason="signature")
                     log.warning("refused %s webhook: %s", name, problem)
                     return json_error(403, "invalid_signature", problem)
                 return await view(request, form)
-            except (BadRequest, InvalidNumber) as exc:
+            except (BadRequest, InvalidNumber, Forbidden, UnsupportedMediaType) as exc:
                 metrics.webhook_rejected.inc(endpoint=name, reason=exc.code)
                 log.warning("refused %s webhook: %s", name, exc)
                 raise
