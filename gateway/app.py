@@ -6,6 +6,7 @@ last, after every worker that writes to it has stopped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -39,7 +40,7 @@ from gateway.outbound import CampaignHolds, OptOutWatch, Outbound, Outbox
 from gateway.outbound.metrics import OutboundMetrics
 from gateway.profiles import ProfileStore
 from gateway.providers import Provider
-from gateway.providers.sandbox import SandboxProvider
+from gateway.providers.sandbox import SandboxProvider, webhook_secret
 from gateway.providers.twilio import TwilioProvider
 from gateway.sync import SyncHub, SyncRelay
 from gateway.workers import Workers
@@ -185,7 +186,12 @@ async def provider_ctx(app: web.Application) -> AsyncIterator[None]:
     provider: Provider
     if config.provider.kind == "twilio" and config.provider.twilio is not None:
         provider = TwilioProvider(config.provider.twilio)
+        if config.provider.twilio.validate_signatures:
+            app[keys.WEBHOOK_KEY] = str(config.provider.twilio.auth_token)
     else:
+        if config.provider.sandbox.validate_signatures:
+            app[keys.WEBHOOK_KEY] = await asyncio.to_thread(webhook_secret, config,
+                                                            create=True)
         sandbox = SandboxProvider(
             app[keys.DB], app[keys.CLOCK],
             receipt_delay_seconds=config.provider.sandbox.receipt_delay_seconds,

@@ -54,6 +54,12 @@ class PhoneConfig:
 class SandboxConfig:
     #: Seconds between a sandbox send and its `sent` receipt; `delivered` follows as long again.
     receipt_delay_seconds: float = 1.0
+    #: The key sandbox webhooks are signed with (X-Twilio-Signature's scheme), shared with
+    #: `mcrm simulate`. Empty: a random one kept beside the database
+    #: (sandbox-webhook.secret), made at the first start.
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Check that signature. Turn off only to post webhooks by hand (curl) on your machine.
+    validate_signatures: bool = True
 
 
 @dataclass(frozen=True)
@@ -466,6 +472,9 @@ def _check(config: Config, file: str) -> None:
     provider = config.provider
     if provider.sandbox.receipt_delay_seconds < 0:
         fail("provider.sandbox.receipt_delay_seconds", "must not be negative")
+    if provider.sandbox.webhook_secret and len(provider.sandbox.webhook_secret) < 16:
+        fail("provider.sandbox.webhook_secret", "must be at least 16 characters long "
+                                                "(or empty: a random one is made)")
     if provider.kind == "twilio":
         tw = provider.twilio
         if tw is None:

@@ -27,8 +27,10 @@ def exposure_warnings(config: Config) -> list[str]:
     warnings = []
     local = config.service.host in ("127.0.0.1", "localhost", "::1")
     if not local and config.provider.kind == "sandbox":
-        warnings.append(f"the sandbox provider accepts unsigned webhooks, and the gateway "
-                        f"listens on {config.service.host}: keep it on 127.0.0.1")
+        what = ("accepts unsigned webhooks" if not config.provider.sandbox.validate_signatures
+                else "sends nothing")
+        warnings.append(f"the sandbox provider {what}, and the gateway listens on "
+                        f"{config.service.host}: keep it on 127.0.0.1")
     if any("change-me" in token for token in config.api.tokens):
         warnings.append("api.tokens holds the example token: replace it (env:NAME)")
     return warnings

@@ -33,3 +33,6 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 CONSENT = web.AppKey("consent", Consent)
 OUTBOUND = web.AppKey("outbound", Outbound)
 CAMPAIGNS = web.AppKey("campaigns", Campaigns)
+#: The key provider webhooks are signed with (Twilio's auth token, the sandbox's secret);
+#: None when signatures are not checked.
+WEBHOOK_KEY = web.AppKey("webhook_key", str)

@@ -10,6 +10,7 @@ import aiohttp
 from twilio.request_validator import RequestValidator
 
 from gateway.config import Config
+from gateway.providers.sandbox import webhook_secret
 
 WEBHOOK_PATH = "/webhooks/twilio/sms"
 
@@ -49,12 +50,18 @@ def inbound_form(config: Config, *, from_number: str, text: str, to: str | None)
 
 
 def signature_headers(config: Config, url: str, form: dict[str, str]) -> dict[str, str]:
-    """The X-Twilio-Signature Twilio would send, when this gateway checks signatures."""
+    """The X-Twilio-Signature the provider would send, when this gateway checks signatures:
+    Twilio's with the auth token, the sandbox's with its webhook secret."""
     twilio = config.provider.twilio
-    if config.provider.kind != "twilio" or twilio is None or not twilio.validate_signatures:
+    if config.provider.kind == "twilio" and twilio is not None:
+        if not twilio.validate_signatures:
+            return {}
+        key = str(twilio.auth_token)
+    elif config.provider.sandbox.validate_signatures:
+        key = webhook_secret(config, create=True)  # the gateway reads the same file
+    else:
         return {}
-    validator = RequestValidator(str(twilio.auth_token))
-    return {"X-Twilio-Signature": validator.compute_signature(url, form)}
+    return {"X-Twilio-Signature": RequestValidator(key).compute_signature(url, form)}
 
 
 async def simulate(config: Config, *, from_number: str, text: str, to: str | None = None,

@@ -242,6 +242,10 @@ def test_exposure_warnings() -> None:
     assert exposure_warnings(example) == [
         "api.tokens holds the example token: replace it (env:NAME)"]
     public = parse_config({"service": {"host": "0.0.0.0"}}, environ={})
-    assert "accepts unsigned webhooks" in exposure_warnings(public)[0]
+    assert "the sandbox provider sends nothing" in exposure_warnings(public)[0]
+    unsigned = parse_config({"service": {"host": "0.0.0.0"},
+                             "provider": {"sandbox": {"validate_signatures": False}}},
+                            environ={})
+    assert "accepts unsigned webhooks" in exposure_warnings(unsigned)[0]
     safe = parse_config({"api": {"tokens": ["a-long-and-random-token"]}}, environ={})
     assert exposure_warnings(safe) == []

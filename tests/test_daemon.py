@@ -13,8 +13,10 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, free_port
 
@@ -110,10 +112,17 @@ def test_serve_notifies_systemd_and_drains_in_flight_requests_on_sigterm(
         # (waiting to commit) when SIGTERM comes: it must be finished, not cut.
         locker = sqlite3.connect(tmp_path / "data" / "mcrm.sqlite3", isolation_level=None)
         locker.execute("BEGIN IMMEDIATE")
-        body = b"MessageSid=SM" + b"7" * 32 + b"&From=%2B15551234567&To=12345&Body=JOIN"
+        form = {"MessageSid": "SM" + "7" * 32, "From": "+15551234567", "To": "12345",
+                "Body": "JOIN"}
+        body = urlencode(form).encode()
+        # Signed as the sandbox's carrier signs, with the secret the gateway made at start.
+        secret = (tmp_path / "data" / "sandbox-webhook.secret").read_text().strip()
+        signature = RequestValidator(secret).compute_signature(
+            f"http://127.0.0.1:{port}/webhooks/twilio/sms", form)
         conn = socket.create_connection(("127.0.0.1", port), timeout=10)
         conn.sendall(b"POST /webhooks/twilio/sms HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"X-Twilio-Signature: " + signature.encode() + b"\r\n"
                      b"Connection: close\r\n"
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         time.sleep(0.3)

@@ -18,7 +18,7 @@ from gateway.config import Config, StepConfig
 from gateway.errors import ConfigError
 from handlers.conversations import parse_answer
 from handlers.router import Context, Router
-from tests.conftest import ConfigFactory, admin, eventually
+from tests.conftest import CarrierClient, ConfigFactory, admin, eventually
 
 PHONE = "+12125550101"
 _sids = itertools.count(1)
@@ -202,11 +202,11 @@ async def test_python_handlers_with_the_decorator(make_config: ConfigFactory,
     async def unknown(ctx: Context) -> None:
         return None
 
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestServer
 
     from gateway.app import create_app
 
-    client = TestClient(TestServer(create_app(make_config(programs=PROGRAMS), router=router),
+    client = CarrierClient(TestServer(create_app(make_config(programs=PROGRAMS), router=router),
                                    host="127.0.0.1"))
     await client.start_server()
     try:
@@ -282,9 +282,9 @@ async def test_a_handler_reply_that_leaves_later_goes_through_the_outbound_pipel
     from gateway.app import create_app
 
     app = create_app(make_config(programs=PROGRAMS), router=router)
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestServer
 
-    client = TestClient(TestServer(app, host="127.0.0.1"))
+    client = CarrierClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
         sent = time.monotonic()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway.config import load_config
+from gateway.simulate import signature_headers
 from tests.conftest import free_port
 from tests.fakes.crm_receiver import CrmReceiver
 from tests.test_daemon import env, write_config
@@ -57,6 +59,7 @@ secret = "{SECRET}"
 batch_size = 3
 timeout_seconds = 2.0
 """)
+    read_config = load_config(config, environ={})
     sent = 0
     behind_at_kill = []
     try:
@@ -67,8 +70,9 @@ timeout_seconds = 2.0
                     sender = f"+1212555{rng.randrange(6):04d}"
                     form = {"MessageSid": f"SM{sent}", "From": sender, "To": "12345",
                             "Body": f"message {sent}"}
-                    async with session.post(f"http://127.0.0.1:{port}/webhooks/twilio/sms",
-                                            data=form) as response:
+                    url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
+                    async with session.post(url, data=form, headers=signature_headers(
+                            read_config, url, form)) as response:
                         assert response.status == 200
                     sent += 1
             if round_ < 3:

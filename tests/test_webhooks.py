@@ -234,3 +234,37 @@ async def test_a_same_origin_or_metadata_free_post_is_a_webhook_as_before(client
                                      headers=headers)
         assert response.status == 200, await response.text()
     assert len(await stored(client, "inbound_messages")) == 3
+
+
+@pytest.mark.parametrize(("path", "form"), [
+    ("/webhooks/twilio/sms", inbound(Body="STOP")),
+    ("/webhooks/twilio/status", status(MessageStatus="failed", ErrorCode="21610")),
+])
+@pytest.mark.parametrize("signature", ["", "bm90IGEgc2lnbmF0dXJl"], ids=["none", "wrong"])
+async def test_sandbox_webhooks_need_the_sandbox_signature(
+        client: Any, path: str, form: dict[str, str], signature: str) -> None:
+    """Without it, anything on the machine could opt a customer out or fake a receipt."""
+    before = await row_counts(client)
+    response = await client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+    assert response.status == 403
+    message = (await response.json())["error"]["message"]
+    assert ("missing X-Twilio-Signature" in message if not signature
+            else "provider.sandbox.webhook_secret" in message)
+    assert await row_counts(client) == before
+
+
+async def test_the_sandbox_secret_is_made_once_beside_the_database_for_its_owner_only(
+        make_config: ConfigFactory, make_client: Any) -> None:
+    config = make_config(provider={"kind": "sandbox", "sandbox": {"webhook_secret": ""}})
+    client = await make_client(config)
+    path = config.database_path().parent / "sandbox-webhook.secret"
+    secret = path.read_text().strip()
+    assert len(secret) >= 40 and path.stat().st_mode & 0o777 == 0o600
+    form = inbound()
+    url = config.service.public_url + "/webhooks/twilio/sms"
+    response = await client.post("/webhooks/twilio/sms", data=form,
+                                 headers=twilio_signature(url, form, secret))
+    assert response.status == 200
+    await client.close()
+    again = await make_client(config)  # a restart keeps the same secret
+    assert again.app[keys.WEBHOOK_KEY] == secret

@@ -62,21 +62,29 @@ def twilio_webhook(name: str) -> Callable[[Handler], Callable[[web.Request],
 
 
 def check_signature(request: web.Request, form: dict[str, str]) -> str | None:
-    """None when the request is authentic (or checks are off); else why it is not."""
-    config = request.app[keys.CONFIG]
-    twilio = config.provider.twilio
-    if config.provider.kind != "twilio" or twilio is None or not twilio.validate_signatures:
+    """None when the request is authentic (or checks are off); else why it is not.
+
+    Twilio signs with the account's auth token; the sandbox's carrier (`mcrm simulate`)
+    signs the same way with the sandbox's webhook secret.
+    """
+    key = request.app.get(keys.WEBHOOK_KEY)
+    if key is None:
         return None
+    config = request.app[keys.CONFIG]
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         return f"missing {SIGNATURE_HEADER} header"
     url = config.service.public_url.rstrip("/") + request.path_qs
-    validator = _validator(str(twilio.auth_token))
+    validator = _validator(key)
     # Fast path: the URL exactly as configured (the library's validate() always computes
     # two signatures, with and without a port; receipts come two per message).
     if compare(validator.compute_signature(url, form), signature):
         return None
     if not validator.validate(url, form, signature):
+        if config.provider.kind == "sandbox":
+            return (f"{SIGNATURE_HEADER} does not match: sandbox webhooks are signed with "
+                    "provider.sandbox.webhook_secret (or the secret file beside the "
+                    "database), over service.public_url; `mcrm simulate` signs them")
         return (f"{SIGNATURE_HEADER} does not match: check that service.public_url "
                 f"({config.service.public_url}) is the URL configured at Twilio and that "
                 "provider.twilio.auth_token is this account's token")

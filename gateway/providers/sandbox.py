@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from gateway.clock import Clock
+from gateway.config import Config
 from gateway.db import Database, Tx
 from gateway.db import sandbox as store
+from gateway.errors import GatewayError
 from gateway.models import OutgoingSMS, StatusUpdate
 from gateway.phone import mask
 from gateway.providers.base import (
@@ -44,6 +48,34 @@ SEND_TIME_ERRORS: dict[str, str] = {
 }
 #: A recipient whose number ends in one of these is "undelivered" with that carrier code.
 DELIVERY_ERRORS = ("30003", "30005", "30006", "30007")
+
+SECRET_FILE = "sandbox-webhook.secret"
+
+
+def webhook_secret(config: Config, *, create: bool) -> str:
+    """The key the sandbox's webhooks are signed with: the configured one, else the one kept
+    beside the database (made when `create`, readable by its owner only). `mcrm serve` and
+    `mcrm simulate` find the same file through the same config, whichever runs first, so
+    both sides share it with no setup."""
+    if config.provider.sandbox.webhook_secret:
+        return str(config.provider.sandbox.webhook_secret)
+    path = config.database_path().parent / SECRET_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if not create:
+            raise GatewayError(f"no sandbox webhook secret in {path}: start the gateway "
+                               "first, or set provider.sandbox.webhook_secret") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secret + "\n")
+    return secret
+
 
 #: Stores a receipt: (transaction, receipt, our message id from the callback URL).
 ReceiptSink = Callable[[Tx, StatusUpdate, int | None], Awaitable[None]]
