@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from gateway import keys
@@ -164,6 +165,15 @@ def on_the_fake(fake: FakeTwilio, port: int, *, timeout: float, rate: float
 def twilio_signature(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> dict[str, str]:
     """The headers Twilio would send: `url` is the public URL the app is configured with."""
     return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """One sample's value in a /metrics page (parsed as Prometheus parses it), or None."""
+    for family in text_string_to_metric_families(metrics):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
 
 
 def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:

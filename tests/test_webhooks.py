@@ -9,7 +9,7 @@ import pytest
 
 from gateway import keys
 from gateway.config import Config
-from tests.conftest import TWILIO, ConfigFactory, twilio_signature
+from tests.conftest import TWILIO, ConfigFactory, sample, twilio_signature
 
 PUBLIC = "https://sms.example.com"
 
@@ -120,8 +120,8 @@ class TestInbound:
             assert response.status == 200
         assert len(await stored(client, "inbound_messages")) == 1
         metrics = await (await client.get("/metrics")).text()
-        assert 'mcrm_inbound_messages_total{short_code="12345"} 1' in metrics
-        assert "mcrm_inbound_duplicates_total 2" in metrics
+        assert sample(metrics, "mcrm_inbound_messages_total", short_code="12345") == 1
+        assert sample(metrics, "mcrm_inbound_duplicates_total") == 2
 
     @pytest.mark.parametrize(("raw", "e164"), [
         ("+15551234567", "+15551234567"),
@@ -167,7 +167,7 @@ class TestInbound:
             await client.post("/webhooks/twilio/sms", data=inbound(sid=f"SM{i}", To=to))
         assert len(await stored(client, "inbound_messages")) == 2
         metrics = await (await client.get("/metrics")).text()
-        assert 'mcrm_inbound_messages_total{short_code="other"} 2' in metrics
+        assert sample(metrics, "mcrm_inbound_messages_total", short_code="other") == 2
         assert 'short_code="99999"' not in metrics
 
     async def test_unicode_body_is_kept_exactly(self, client: Any) -> None:
