@@ -7,6 +7,7 @@ so a broken file is a one-line message at start, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -343,6 +344,13 @@ class Config:
         return Path(self.source).resolve().parent / path
 
 
+#: Bounds for every number in the file (each key has its own checks besides): ints fit
+#: SQLite's and C's 32-bit settings, and any duration stays within what datetime can add.
+MAX_INT = 2**31 - 1
+MAX_NUMBER = 1e9
+MAX_DURATION = {"hours": 1e6, "minutes": 6e7}  # about a century: now ± it is still a date
+
+
 def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] | None = None
                 ) -> Config:
     """Read and check the file at `path`; raises ConfigError with file and key on any fault."""
@@ -356,6 +364,9 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
         raise ConfigError(file, None, f"cannot read file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, None, f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, None, f"not UTF-8 (byte {exc.object[exc.start:exc.end]!r} "
+                                      f"at offset {exc.start})") from None
     return parse_config(raw, file=file, environ=os.environ if environ is None else environ)
 
 
@@ -425,10 +436,17 @@ class _Builder:
         if hint is int:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 self.fail(key, f"expected an integer, got {_kind(raw)}")
+            if not -MAX_INT <= raw <= MAX_INT:
+                self.fail(key, f"{raw} is out of range (at most {MAX_INT:,})")
             return raw
         if hint is float:
             if isinstance(raw, bool) or not isinstance(raw, int | float):
                 self.fail(key, f"expected a number, got {_kind(raw)}")
+            if not math.isfinite(raw):
+                self.fail(key, f"must be a finite number, got {raw}")
+            bound = MAX_DURATION.get(key.rsplit("_", 1)[-1], MAX_NUMBER)
+            if not -bound <= raw <= bound:
+                self.fail(key, f"{raw:g} is out of range (at most {bound:g})")
             return float(raw)
         # A type the builder does not know is a bug in this module, not a user error.
         raise TypeError(f"config type {hint!r} at {key} is not supported")

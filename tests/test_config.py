@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -156,6 +157,18 @@ CASES = [
      "outbound.receipt_check_after_seconds", "greater than 0"),
     ("sync breaker threshold", "[sync]\ndown_after_failures = 0", "sync.down_after_failures",
      "from 1 to 1000"),
+    ("nan", "[outbound]\nvalidity_minutes = nan", "outbound.validity_minutes",
+     "must be a finite number, got nan"),
+    ("infinity", "[service]\nshutdown_timeout_seconds = inf",
+     "service.shutdown_timeout_seconds", "must be a finite number, got inf"),
+    ("minus infinity", "[provider]\nmessages_per_second = -inf",
+     "provider.messages_per_second", "must be a finite number"),
+    ("absurd hours", "[consent]\ncap_window_hours = 1e12", "consent.cap_window_hours",
+     "out of range (at most 1e+06)"),
+    ("absurd float", "[provider.sandbox]\nreceipt_delay_seconds = 1e300",
+     "provider.sandbox.receipt_delay_seconds", "out of range"),
+    ("absurd integer", "[database]\nbusy_timeout_ms = 99999999999999999",
+     "database.busy_timeout_ms", "out of range"),
     ("stop scope", '[consent]\nstop_scope = "galaxy"', "consent.stop_scope",
      "must be one of"),
     ("double opt-in expiry", "[consent]\ndouble_opt_in_expiry_hours = 0",
@@ -184,6 +197,30 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"invalid TOML: .*line 1") as caught:
         load_config(path)
     assert caught.value.file == str(path)
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[phone]\ndefault_region = "\xff\xfe"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == (f"config error in {path}: not UTF-8 (byte b'\\xff' at "
+                                 "offset 26)")
+
+
+@pytest.mark.parametrize("snippet", [
+    "[outbound]\nvalidity_minutes = nan", "[database]\nbusy_timeout_ms = 99999999999999999",
+    "[consent]\ncap_window_hours = 1e12", "[service]\nshutdown_timeout_seconds = inf"])
+def test_serve_with_a_bad_number_exits_2_with_one_line_at_once(tmp_path: Path,
+                                                               snippet: str) -> None:
+    path = write(tmp_path, snippet)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(path)],
+                            capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert result.returncode == 2
+    assert time.monotonic() - started < 1.0  # at once, never a process left hanging
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"config error in {path}: "), lines
 
 
 def test_missing_file(tmp_path: Path) -> None:
