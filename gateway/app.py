@@ -32,6 +32,7 @@ from gateway.http import (
 )
 from gateway.http.auth import auth_middleware
 from gateway.http.errors import error_middleware
+from gateway.http.query import query_middleware
 from gateway.ingest import Ingest
 from gateway.lifecycle import Lifecycle
 from gateway.links import STATE_VALUE
@@ -63,7 +64,7 @@ PULL = web.AppKey("pull_campaigns", PullCampaigns)
 def create_app(config: Config, *, clock: Clock | None = None,
                router: Router | None = None) -> web.Application:
     """The gateway; `router` adds keyword handlers written in Python (handlers.Router)."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware],
+    app = web.Application(middlewares=[error_middleware, auth_middleware, query_middleware],
                           client_max_size=config.service.max_body_bytes)
     app[keys.CONFIG] = config
     app[keys.CLOCK] = clock or SystemClock()

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
+from yarl import URL
 
 from gateway import keys
 from gateway.app import create_app
@@ -103,7 +104,7 @@ class CarrierClient(TestClient):  # type: ignore[type-arg]
         if (config is not None and config.provider.kind == "sandbox"
                 and path.startswith("/webhooks/") and isinstance(data, dict)
                 and "X-Twilio-Signature" not in headers):
-            url = config.service.public_url.rstrip("/") + path
+            url = config.service.public_url.rstrip("/") + str(URL(path))  # as it goes out
             headers |= twilio_signature(url, {k: str(v) for k, v in data.items()},
                                         SANDBOX_SECRET)
             kwargs["headers"] = headers

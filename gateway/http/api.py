@@ -6,8 +6,9 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.db import sandbox as sandbox_store
-from gateway.errors import BadRequest, InvalidNumber
+from gateway.errors import InvalidNumber
 from gateway.http.openapi import SPEC
+from gateway.http.params import limit_param
 from gateway.phone import normalise_address
 
 routes = web.RouteTableDef()
@@ -42,9 +43,6 @@ async def sandbox_messages(request: web.Request) -> web.Response:
             to = normalise_address(to, config.phone.default_region)
         except InvalidNumber as exc:
             raise InvalidNumber(f"to: {exc}") from exc
-    raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
-        raise BadRequest("limit must be a whole number from 1 to 500")
     rows = await sandbox_store.list_messages(request.app[keys.DB], to_number=to,
-                                             limit=int(raw_limit))
+                                             limit=limit_param(request, most=500))
     return web.json_response({"messages": [dict(row) for row in rows]})

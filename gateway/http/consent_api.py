@@ -13,7 +13,13 @@ from consent.export import CSV_HEADER, csv_line, jsonl_line
 from gateway import keys
 from gateway.db import consent as consent_sql
 from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.http.params import json_body, limit_param, phone_param, time_param
+from gateway.http.params import (
+    json_body,
+    limit_param,
+    phone_param,
+    time_param,
+    whole_number,
+)
 from gateway.outbound import NewMessage
 
 routes = web.RouteTableDef()
@@ -57,24 +63,22 @@ async def review_list(request: web.Request) -> web.Response:
 async def resolve_review(request: web.Request) -> web.Response:
     """A person's verdict on a doubtful message: {"resolution": "opt_out" | "dismiss"}.
     An opt-out is recorded as the customer's own (source keyword), dated when they wrote."""
-    raw_id = request.match_info["id"]
-    if not raw_id.isdigit():
-        raise BadRequest("id: expected a review item number")
+    review_id = whole_number(request.match_info["id"], "id")
     body = await json_body(request)
     resolution = body.get("resolution") if isinstance(body, dict) else None
     if resolution not in ("opt_out", "dismiss"):
         raise BadRequest("resolution: use opt_out or dismiss")
     db, consent = request.app[keys.DB], request.app[keys.CONSENT]
-    item = await consent_sql.get_review(db, int(raw_id))
+    item = await consent_sql.get_review(db, review_id)
     if item is None:
-        raise NotFound(f"no review item {raw_id}")
+        raise NotFound(f"no review item {review_id}")
     now = request.app[keys.CLOCK].now()
     targets = consent.catalog.stop_targets(item["short_code"])
     when = datetime.fromisoformat(item["received_at"])
 
     async def write(tx: Any) -> list[int]:
-        if not await consent_sql.resolve_review(tx, int(raw_id), resolution, now):
-            raise Conflict(f"review item {raw_id} was resolved already")
+        if not await consent_sql.resolve_review(tx, review_id, resolution, now):
+            raise Conflict(f"review item {review_id} was resolved already")
         if resolution == "dismiss":
             return []
         return await consent.ledger.opt_out(tx, ConsentEvent(
@@ -85,7 +89,7 @@ async def resolve_review(request: web.Request) -> web.Response:
 
     events = await db.write(write)
     request.app[keys.SYNC].wake()
-    return web.json_response({"id": int(raw_id), "resolution": resolution,
+    return web.json_response({"id": review_id, "resolution": resolution,
                               "consent_event_ids": events})
 
 

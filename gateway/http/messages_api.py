@@ -18,6 +18,7 @@ from gateway.http.params import (
     next_cursor,
     number_cursor_param,
     time_param,
+    whole_number,
 )
 from gateway.outbound import NewMessage
 from gateway.phone import to_e164
@@ -90,16 +91,15 @@ async def search(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     """One message with everything that happened to it: our steps and the receipts."""
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise BadRequest("id: a message id (a whole number)")
+    message_id = whole_number(raw, "id")
     db = request.app[keys.DB]
-    row = await sql.get(db, int(raw))
+    row = await sql.get(db, message_id)
     if row is None:
         raise NotFound(f"no message #{raw}")
     events = [{"at": e["at"], "event": e["event"], "status": e["status"],
                "error_code": e["error_code"],
                **({"detail": json.loads(e["detail"])} if e["detail"] else {})}
-              for e in await sql.events(db, int(raw))]
+              for e in await sql.events(db, message_id)]
     receipts = []
     if row["provider_sid"]:
         receipts = [{"at": r["received_at"], "status": r["status"],

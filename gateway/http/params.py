@@ -12,12 +12,21 @@ from aiohttp import web
 from gateway import keys
 from gateway.errors import BadRequest
 
+#: Ids and counts fit SQLite's 64-bit integers.
+MAX_ID = 2**63 - 1
+
+
+def whole_number(raw: str, name: str, *, least: int = 1, most: int = MAX_ID) -> int:
+    """`raw` as a number written in ASCII digits, from `least` to `most`; else a 400 that
+    names the parameter ("²" and "٣" are digits to Python, not to this API)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not least <= int(raw) <= most:
+        raise BadRequest(f"{name}: expected a whole number from {least} to {most}, "
+                         f"got {raw[:40]!r}")
+    return int(raw)
+
 
 def limit_param(request: web.Request, default: int = 50, most: int = 500) -> int:
-    raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise BadRequest(f"limit must be a whole number from 1 to {most}")
-    return int(raw)
+    return whole_number(request.query.get("limit", str(default)), "limit", most=most)
 
 
 def cursor_param(request: web.Request) -> str:
@@ -33,9 +42,11 @@ def cursor_param(request: web.Request) -> str:
 def number_cursor_param(request: web.Request) -> int:
     """A cursor that stands for a number (a sequence or a row id); 0 when absent."""
     after = cursor_param(request)
-    if after and not after.isdigit():
+    if not after:
+        return 0
+    if not (after.isascii() and after.isdigit()) or int(after) > MAX_ID:
         raise BadRequest("cursor: not a cursor this API returned")
-    return int(after or 0)
+    return int(after)
 
 
 def next_cursor(value: str) -> str:

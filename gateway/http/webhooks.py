@@ -19,6 +19,7 @@ from gateway import keys
 from gateway.errors import BadRequest, Forbidden, InvalidNumber, UnsupportedMediaType
 from gateway.http.errors import json_error
 from gateway.http.forms import read_form, refuse_cross_site
+from gateway.http.params import whole_number
 from gateway.models import InboundMessage, StatusUpdate
 from gateway.phone import normalise_address, to_e164
 
@@ -123,7 +124,8 @@ async def inbound_sms(request: web.Request, form: dict[str, str]) -> web.StreamR
     msg = InboundMessage(
         provider="twilio", provider_sid=sid, from_number=from_number, to_number=to_number,
         body=form.get("Body", ""), received_at=request.app[keys.CLOCK].now(),
-        num_segments=int(segments) if segments.isdigit() else None, params=form)
+        num_segments=int(segments) if segments.isascii() and segments.isdigit()
+        and len(segments) <= 4 else None, params=form)
     if config.short_code(to_number) is None:
         log.warning("inbound %s is for %s, which is not a configured short code", sid,
                     to_number)
@@ -154,7 +156,6 @@ async def status_callback(request: web.Request, form: dict[str, str]) -> web.Str
         received_at=request.app[keys.CLOCK].now(), error_code=form.get("ErrorCode") or None,
         params=form)
     outbound = request.query.get("outbound", "")
-    if outbound and not outbound.isdigit():
-        raise BadRequest("outbound: expected the id of one of our messages")
-    await request.app[keys.INGEST].status(update, int(outbound) if outbound else None)
+    message_id = whole_number(outbound, "outbound") if outbound else None
+    await request.app[keys.INGEST].status(update, message_id)
     return web.Response(status=200)  # Twilio wants a 2xx; an empty 200 is what it documents
