@@ -66,3 +66,30 @@ async def test_a_num_segments_that_is_no_number_is_not_taken_for_one(
     assert response.status == 200  # the text is the customer's: stored all the same
     rows = await client.app[keys.DB].fetchall("SELECT num_segments FROM inbound_messages")
     assert [r[0] for r in rows] == [None]
+
+
+DEEP = "[" * 20_000 + "]" * 20_000
+BODIES = [
+    # (id, path, method, body, words)
+    ("deep-nesting", "/api/v1/messages", "POST", DEEP, "nested deeper than 64"),
+    ("huge-number", "/api/v1/messages", "POST", '{"to": ' + "9" * 5000 + "}", "digits"),
+    ("nan-attribute", "/api/v1/profiles/+12125550101", "PATCH",
+     '{"attributes": {"score": NaN}}', "NaN is not a number JSON allows"),
+    ("infinity", "/api/v1/campaigns", "POST", '{"name": Infinity}', "Infinity"),
+    ("not-utf8", "/api/v1/consent", "POST", b'{"phone": "\xff"}', "not UTF-8"),
+    ("deep-in-a-string-is-fine", "/api/v1/messages", "POST",
+     '{"to": "+12125550101", "body": "' + "[" * 100 + '", "program": "nope"}',
+     "program: unknown program"),
+]
+
+
+@pytest.mark.parametrize(("path", "method", "body", "words"), [b[1:] for b in BODIES],
+                         ids=[b[0] for b in BODIES])
+async def test_json_a_parser_chokes_on_is_a_400_and_changes_nothing(
+        client: Any, path: str, method: str, body: str | bytes, words: str) -> None:
+    before = await row_counts(client)
+    response = await client.request(method, path, data=body, headers={
+        **admin(), "Content-Type": "application/json"})
+    assert response.status == 400, await response.text()
+    assert words in (await response.json())["error"]["message"]
+    assert await row_counts(client) == before

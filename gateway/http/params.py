@@ -53,11 +53,55 @@ def next_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode()
 
 
+#: Deeper than any body this API takes; deeper ones are refused before they are parsed.
+MAX_JSON_DEPTH = 64
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 async def json_body(request: web.Request) -> Any:
+    """The body as JSON, strictly: UTF-8, no NaN or Infinity (Python's json takes them and
+    they would break every later comparison), numbers of at most 4,300 digits, nesting of at
+    most MAX_JSON_DEPTH. Anything else is a 400, never a traceback."""
+    raw = await request.read()
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: not UTF-8 (byte {exc.start})") from None
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_JSON_DEPTH and _depth(text) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the body is not valid JSON here: nested deeper than "
+                         f"{MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer longer than Python reads
+        raise BadRequest(f"the body is not valid JSON here: {exc}") from None
+
+
+def _depth(text: str) -> int:
+    """How deep brackets nest, outside strings (a cheap scan before the parser recurses)."""
+    depth = most = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            most = max(most, depth)
+        elif char in "]}":
+            depth -= 1
+    return most
 
 
 def phone_param(request: web.Request) -> str:
