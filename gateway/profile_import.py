@@ -254,6 +254,28 @@ def _consents(values: dict[str, str], evidence: dict[str, str]
     return tuple(out)
 
 
+#: The longest cell taken (a name, an attribute): longer ones are an error in the report.
+MAX_CELL = 10_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _bad_cell(record: dict[str, Any]) -> str | None:
+    """Why one cell of the row cannot be taken: too long, or a control character (NUL …)
+    that no name or attribute holds; None when every cell is fine."""
+    for column, value in record.items():
+        for text in (column, value):
+            if not isinstance(text, str):
+                continue
+            if len(text) > MAX_CELL:
+                return (f"column {str(column)[:40]!r}: {len(text):,} characters, more than "
+                        f"{MAX_CELL:,}")
+            found = _CONTROL.search(text)
+            if found:
+                return (f"column {str(column)[:40]!r}: holds the control character "
+                        f"U+{ord(found.group()):04X}")
+    return None
+
+
 def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
                  ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) pairs; a JSON line that does not parse is yielded as an error.
@@ -262,15 +284,36 @@ def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
     larger file (for CSV, the header followed by the chunk).
     """
     if fmt == "csv":
-        reader = csv.DictReader(lines)
-        if not reader.fieldnames:
+        reader = csv.DictReader(lines, strict=True)
+        try:
+            fieldnames = reader.fieldnames
+        except csv.Error as exc:
+            raise ImportRejected(f"line 1: the header row is not valid CSV: {exc}") from None
+        if not fieldnames:
             raise ImportRejected("the file is empty: expected a header row")
         offset: int | None = None if first_line else 0
-        for record in reader:
+        while True:
+            started = reader.line_num + 1  # the line the next record starts on
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                at = started + (offset if offset is not None else first_line - started)
+                if "unexpected end of data" in str(exc):
+                    yield at, {"__error__": "a quote opened on this line is never closed "
+                                            "(the rest of the file would be one cell)"}
+                    return
+                yield at, {"__error__": f"not valid CSV: {exc}"}
+                continue
             if offset is None:
                 offset = first_line - reader.line_num
             if None in record:
                 yield reader.line_num + offset, {"__error__": "more cells than header columns"}
+                continue
+            problem = _bad_cell(record)
+            if problem:
+                yield reader.line_num + offset, {"__error__": problem}
                 continue
             yield reader.line_num + offset, dict(record)
     elif fmt == "jsonl":
@@ -284,6 +327,10 @@ def read_records(lines: Iterable[str], fmt: str, *, first_line: int = 0
                 continue
             if not isinstance(value, dict):
                 yield number, {"__error__": "expected a JSON object"}
+                continue
+            problem = _bad_cell(value)
+            if problem:
+                yield number, {"__error__": problem}
                 continue
             attributes = value.pop("attributes", None)
             if isinstance(attributes, dict):

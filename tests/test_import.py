@@ -290,3 +290,42 @@ async def test_an_old_imported_opt_in_does_not_undo_a_newer_stop(db: Database) -
     state = await consent.ledger.state(db, "+12125550101", "deals")
     assert state.status is Status.OPTED_OUT  # … but the newer STOP stands
     assert await db.write(consent.ledger.rebuild) == 0
+
+
+HOSTILE_FILES = [
+    # (id, format, text, (line, words) expected in the errors, valid rows)
+    ("unterminated-quote", "csv",
+     'phone,first_name\n+12125550101,Ada\n+12125550102,"Bob\n+12125550103,Cy\n'
+     '+12125550104,Di\n', (3, "never closed"), 1),
+    ("huge-field", "csv",
+     "phone,first_name\n+12125550101," + "x" * 200_000 + "\n+12125550102,Bob\n",
+     (2, "field larger than field limit"), 1),
+    ("long-field", "csv", "phone,first_name\n+12125550101," + "x" * 20_000 + "\n"
+     "+12125550102,Bob\n", (2, "20,000 characters, more than 10,000"), 1),
+    ("nul-in-name", "csv", "phone,first_name\n+12125550101,A\x00da\n+12125550102,Bob\n",
+     (2, "control character U+0000"), 1),
+    ("control-in-name", "csv", "phone,first_name\n+12125550101,A\x1bda\n+12125550102,Bob\n",
+     (2, "control character U+001B"), 1),
+    ("bad-quote", "csv", 'phone,first_name\n+12125550101,"Ada"x\n+12125550102,Bob\n',
+     (2, "not valid CSV"), 1),
+    ("jsonl-huge-field", "jsonl",
+     '{"phone": "+12125550101", "first_name": "' + "x" * 200_000 + '"}\n'
+     '{"phone": "+12125550102", "first_name": "Bob"}\n', (1, "more than 10,000"), 1),
+    ("jsonl-nul", "jsonl", '{"phone": "+12125550101", "first_name": "A\\u0000da"}\n'
+     '{"phone": "+12125550102", "first_name": "Bob"}\n', (1, "U+0000"), 1),
+]
+
+
+@pytest.mark.parametrize("in_worker", [False, True], ids=["inline", "worker-process"])
+@pytest.mark.parametrize(("fmt", "text", "error", "valid"), [h[1:] for h in HOSTILE_FILES],
+                         ids=[h[0] for h in HOSTILE_FILES])
+async def test_hostile_files_are_line_numbered_errors(
+        db: Database, fmt: str, text: str, error: tuple[int, str], valid: int,
+        in_worker: bool) -> None:
+    report = await run(db, text, fmt=fmt, in_worker=in_worker)
+    line, words = error
+    assert [(n, m) for n, m in report.errors if n == line and words in m], report.errors
+    assert report.valid == valid, report.errors
+    stored = await profiles(db)
+    assert all(len(p["first_name"] or "") <= 10_000 and "\x00" not in (p["first_name"] or "")
+               for p in stored.values())
