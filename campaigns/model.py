@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
+from gateway.clock import EARLIEST, LATEST, within_range
 from gateway.config import Config
 from gateway.db.profiles import FIELDS
 from gateway.db.segments import compile_segment
@@ -317,6 +318,9 @@ def parse_schedule(raw: Any) -> Schedule:
         day = date.fromisoformat(str(raw.get("date")))
     except ValueError:
         raise BadRequest("schedule.date: YYYY-MM-DD (the day of a local-time send)") from None
+    if not EARLIEST.year <= day.year < LATEST.year:
+        raise BadRequest(f"schedule.date: {day.isoformat()} is out of range "
+                         f"(from {EARLIEST.year} to {LATEST.year})")
     return Schedule("local_time", local_time=time(int(match[1]), int(match[2])), day=day,
                     time_zone=zone)
 
@@ -332,7 +336,10 @@ def _instant(value: Any, key: str, zone: str | None = None) -> datetime:
         if zone is None:
             raise BadRequest(f"{key}: give a UTC offset (e.g. +01:00 or Z)")
         parsed = parsed.replace(tzinfo=ZoneInfo(zone))
-    return parsed.astimezone(UTC)
+    try:
+        return within_range(parsed)
+    except ValueError as exc:
+        raise BadRequest(f"{key}: {exc}") from None
 
 
 @dataclass(frozen=True)

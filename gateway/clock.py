@@ -6,6 +6,22 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
+#: Instants the gateway takes from outside stay far from datetime's own ends, so adding a
+#: validity, a back-off or a time zone to them never overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def within_range(at: datetime) -> datetime:
+    """`at` in UTC when it lies from 1970 to 9000; ValueError saying so otherwise."""
+    try:
+        utc = at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{at.isoformat()} is out of range (from 1970 to 9000)")
+    return utc
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -93,3 +93,39 @@ async def test_json_a_parser_chokes_on_is_a_400_and_changes_nothing(
     assert response.status == 400, await response.text()
     assert words in (await response.json())["error"]["message"]
     assert await row_counts(client) == before
+
+
+TIMES = [
+    # (id, method, path, body, words)
+    ("send-at-year-1", "POST", "/api/v1/messages", {
+        "to": "+12125550101", "body": "hi", "program": "deals",
+        "send_at": "0001-01-01T00:00:00+14:00"}, "send_at: 0001-01-01T00:00:00+14:00 is out of"),
+    ("send-at-year-9999", "POST", "/api/v1/messages", {
+        "to": "+12125550101", "body": "hi", "program": "deals",
+        "send_at": "9999-12-31T23:59:59-14:00"}, "send_at: 9999-12-31T23:59:59-14:00 is out"),
+    ("huge-validity", "POST", "/api/v1/messages", {
+        "to": "+12125550101", "body": "hi", "program": "deals", "validity_seconds": 1e20},
+     "validity_seconds"),
+    ("campaign-at-year-1", "POST", "/api/v1/campaigns", {
+        "name": "x", "program": "deals", "template": "Deals: hi. Reply STOP to end",
+        "schedule": {"at": "0001-01-01T00:00:00+14:00"}}, "schedule.at: 0001-01-01"),
+    ("campaign-local-date-year-1", "POST", "/api/v1/campaigns", {
+        "name": "x", "program": "deals", "template": "Deals: hi. Reply STOP to end",
+        "schedule": {"local_time": "10:00", "date": "0001-01-01"}},
+     "schedule.date: 0001-01-01 is out of range"),
+    ("since-year-1", "GET", "/api/v1/messages?since=0001-01-01T00:00:00%2B14:00", None,
+     "since: 0001-01-01T00:00:00+14:00 is out of range"),
+    ("export-since-year-1", "GET", "/api/v1/consent/export?since=0001-01-01T00:00:00%2B14:00",
+     None, "since: 0001-01-01T00:00:00+14:00 is out of range"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "words"), [t[1:] for t in TIMES],
+                         ids=[t[0] for t in TIMES])
+async def test_times_out_of_range_are_400s_that_name_the_field(
+        client: Any, method: str, path: str, body: Any, words: str) -> None:
+    before = await row_counts(client)
+    response = await client.request(method, path, json=body, headers=admin())
+    assert response.status == 400, await response.text()
+    assert words in (await response.json())["error"]["message"]
+    assert await row_counts(client) == before

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import keys
+from gateway.clock import within_range
 from gateway.errors import BadRequest
 
 #: Ids and counts fit SQLite's 64-bit integers.
@@ -115,5 +116,8 @@ def time_param(raw: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"{name}: {raw!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise BadRequest(f"{name}: {raw[:60]!r} is not an ISO 8601 date or time") from None
+    try:
+        return within_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
