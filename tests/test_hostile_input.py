@@ -129,3 +129,21 @@ async def test_times_out_of_range_are_400s_that_name_the_field(
     assert response.status == 400, await response.text()
     assert words in (await response.json())["error"]["message"]
     assert await row_counts(client) == before
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("source", ["web_form"], "source: use one of"),
+    ("source", {"a": 1}, "source: use one of"),
+    ("double_opt_in", ["yes"], "double_opt_in: expected true or false"),
+    ("double_opt_in", "yes", "double_opt_in: expected true or false"),
+])
+async def test_a_consent_field_of_the_wrong_type_is_a_400(client: Any, field: str,
+                                                          value: Any, words: str) -> None:
+    before = await row_counts(client)
+    body = {"phone": "+12125550101", "program": "deals", "action": "opt_in",
+            "source": "web_form", "evidence": {"form_url": "https://acme.example/join"},
+            field: value}
+    response = await client.post("/api/v1/consent", json=body, headers=admin())
+    assert response.status == 400, await response.text()
+    assert words in (await response.json())["error"]["message"]
+    assert await row_counts(client) == before

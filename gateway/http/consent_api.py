@@ -124,12 +124,14 @@ async def record(request: web.Request) -> web.Response:
     if action not in ("opt_in", "opt_out"):
         raise BadRequest("action: use opt_in or opt_out")
     source = body.get("source", Source.API.value)
-    if source not in {s.value for s in Source}:
+    if not isinstance(source, str) or source not in {s.value for s in Source}:
         raise BadRequest(f"source: use one of {', '.join(s.value for s in Source)}")
     evidence = body.get("evidence", {})
     if not isinstance(evidence, dict):
         raise BadRequest("evidence: expected an object")
-    double = bool(body.get("double_opt_in", False))
+    double = body.get("double_opt_in", False)
+    if not isinstance(double, bool):
+        raise BadRequest("double_opt_in: expected true or false")
     if action == "opt_in" and not evidence:
         raise BadRequest("evidence: an opt-in needs evidence of how it was given (e.g. "
                          "form_url, ip, user_agent, terms_shown, captured_at)")
