@@ -3,6 +3,7 @@ field, and no table changes. (The declared-models rewrite will widen this table.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -147,3 +148,35 @@ async def test_a_consent_field_of_the_wrong_type_is_a_400(client: Any, field: st
     assert response.status == 400, await response.text()
     assert words in (await response.json())["error"]["message"]
     assert await row_counts(client) == before
+
+
+async def raw_request(client: Any, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """A request written byte by byte (a client library would refuse these headers)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(head + b"\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+@pytest.mark.parametrize(("head", "code"), [
+    (b"GET /api/v1/programs HTTP/1.1\r\nAuthorization: Bearer \xe9\xe9\xff", 401),
+    (b"GET /api/v1/programs HTTP/1.1\r\nAuthorization: \xff\xfe token", 401),
+    (b"POST /webhooks/twilio/sms HTTP/1.1\r\nOrigin: https://\xff\xfe.example\r\n"
+     b"Content-Type: application/x-www-form-urlencoded", 403),
+    (b"POST /webhooks/twilio/sms HTTP/1.1\r\nSec-Fetch-Site: \xff\r\n"
+     b"Content-Type: application/x-www-form-urlencoded", 403),
+    (b"POST /webhooks/twilio/sms HTTP/1.1\r\nX-Twilio-Signature: \xff\xfe\r\n"
+     b"Content-Type: application/x-www-form-urlencoded", 403),
+])
+async def test_header_bytes_that_are_not_utf8_are_refused_before_anyone_is_trusted(
+        client: Any, head: bytes, code: int, caplog: pytest.LogCaptureFixture) -> None:
+    before = await row_counts(client)
+    status, answer = await raw_request(client, head, b"MessageSid=SM1&From=%2B12125550101"
+                                                     b"&To=12345&Body=STOP")
+    assert status == code, answer
+    assert b'"error"' in answer
+    assert await row_counts(client) == before
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

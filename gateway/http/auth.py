@@ -14,8 +14,9 @@ API_PREFIX = "/api/"
 
 
 def token_matches(presented: str, tokens: tuple[str, ...]) -> bool:
-    """Compares against every token, so the time taken does not reveal which one is close."""
-    given = presented.encode()
+    """Compares against every token, so the time taken does not reveal which one is close.
+    A header's bytes that are not UTF-8 reach us as surrogates: they compare, and fail."""
+    given = presented.encode("utf-8", "surrogateescape")
     found = False
     for token in tokens:
         found |= hmac.compare_digest(given, token.encode())

@@ -25,12 +25,18 @@ def refuse_cross_site(request: web.Request) -> None:
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
         if site not in ("same-origin", "none"):
-            raise Forbidden(f"a browser post from another site (Sec-Fetch-Site: {site}) is "
-                            "not a provider's webhook")
+            raise Forbidden(f"a browser post from another site (Sec-Fetch-Site: "
+                            f"{_shown(site)}) is not a provider's webhook")
         return
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc != request.host:
-        raise Forbidden(f"a browser post from {origin} is not a provider's webhook")
+        raise Forbidden(f"a browser post from {_shown(origin)} is not a provider's webhook")
+
+
+def _shown(header: str) -> str:
+    """A header value fit for a message and a log line: its bytes that are not UTF-8 (which
+    aiohttp hands on as surrogates) written as escapes, and cut short."""
+    return header[:80].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
