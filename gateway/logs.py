@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from aiohttp.http_exceptions import BadHttpMessage
+
 from gateway.config import LoggingConfig
 from gateway.phone import mask_in_text
 
@@ -45,6 +47,15 @@ class JsonFormatter(_Masking):
         return mask_in_text(text) if self.mask else text
 
 
+def _one_line_for_bad_requests(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, BadHttpMessage):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "refused a malformed request: %s", (str(exc).splitlines()[0],)
+        record.exc_info = record.exc_text = None
+    return True
+
+
 def setup_logging(config: LoggingConfig) -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter
@@ -60,3 +71,6 @@ def setup_logging(config: LoggingConfig) -> None:
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if config.level == "debug" else logging.WARNING)
     logging.getLogger("twilio").setLevel(logging.WARNING)
+    # A request aiohttp cannot even parse (a NUL in a header …) is answered 400 by aiohttp
+    # itself, which logs a traceback at ERROR for it: one line is enough, for anyone's junk.
+    logging.getLogger("aiohttp.server").addFilter(_one_line_for_bad_requests)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any
 
 import pytest
 
-from gateway import keys
+from gateway import keys, logs
 from tests.conftest import admin
 from tests.test_webhooks import inbound, row_counts, status
 
@@ -180,3 +181,30 @@ async def test_header_bytes_that_are_not_utf8_are_refused_before_anyone_is_trust
     assert b'"error"' in answer
     assert await row_counts(client) == before
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+async def test_a_schedule_body_that_is_not_utf8_is_a_400(client: Any) -> None:
+    created = await client.post("/api/v1/campaigns", headers=admin(), json={
+        "name": "x", "program": "deals", "template": "Deals: hi. Reply STOP to end"})
+    campaign = (await created.json())["id"]
+    before = await row_counts(client)
+    response = await client.post(f"/api/v1/campaigns/{campaign}/schedule",
+                                 data=b"\xdd(\xa0y", headers={
+                                     **admin(), "Content-Type": "application/json"})
+    assert response.status == 400
+    assert "not UTF-8" in (await response.json())["error"]["message"]
+    assert await row_counts(client) == before
+
+
+async def test_a_request_aiohttp_cannot_parse_is_one_log_line(
+        client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addFilter(logs._one_line_for_bad_requests)  # as setup_logging installs it
+    try:
+        status, _ = await raw_request(client, b"GET /healthz HTTP/1.1\r\nX-Probe: \x00")
+    finally:
+        server_log.removeFilter(logs._one_line_for_bad_requests)
+    assert status == 400
+    [record] = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "refused a malformed request" in record.getMessage()

@@ -30,10 +30,9 @@ def campaign_json(campaign: Campaign, request: web.Request) -> dict[str, Any]:
 async def _optional_body(request: web.Request) -> Any:
     if not request.can_read_body:
         return None
-    text = await request.text()
-    if not text.strip():
+    if not (await request.read()).strip():
         return None
-    return await json_body(request)
+    return await json_body(request)  # strict: not UTF-8 is a 400 there
 
 
 @routes.post("/api/v1/campaigns")
