@@ -491,3 +491,21 @@ CAMPAIGN_PATHS: dict[str, Any] = {
                 "codes": {"type": "array", "items": {"type": "string"}}}}}}})},
 }
 SPEC["paths"].update(CAMPAIGN_PATHS)
+
+
+def _as_checked(spec: dict[str, Any]) -> None:
+    """What the edge enforces for every parameter, said in the document: a query parameter
+    is never empty (gateway.http.query), integers are ASCII digits from 1 within 64 bits
+    (gateway.http.params.whole_number)."""
+    for item in spec["paths"].values():
+        for operation in item.values():
+            for param in operation.get("parameters", ()):
+                schema = param["schema"] = dict(param["schema"])
+                if schema.get("type") == "string" and "enum" not in schema:
+                    schema.setdefault("minLength", 1)
+                if schema.get("type") == "integer":
+                    schema.setdefault("minimum", 1)
+                    schema.setdefault("maximum", 2**63 - 1)
+
+
+_as_checked(SPEC)
