@@ -122,6 +122,17 @@ async def gateway(folder: Path, *, rate: int) -> AsyncIterator[tuple[FakeTwilio,
         await fake.close()
 
 
+async def campaign_now(config: Path, template: str) -> str:
+    """A push campaign to the deals program's opted-in customers, created and scheduled
+    through the CLI as a marketer would; its id."""
+    definition = config.parent / "campaign.toml"
+    await asyncio.to_thread(definition.write_text, f'name = "Sale"\nprogram = "deals"\n'
+                                                   f'template = "{template}"\n', "utf-8")
+    campaign = (await mcrm(config, "campaign", "create", "--file", str(definition))).split()[0]
+    await mcrm(config, "campaign", "schedule", campaign, "--now")
+    return campaign
+
+
 async def together(*runs: Callable[[], Awaitable[None]]) -> None:
     """Independent gateways side by side (the minutes of waiting overlap)."""
     results = await asyncio.gather(*(run() for run in runs), return_exceptions=True)
@@ -265,13 +276,7 @@ batch_size = 200
         crm.status = 503
         down_at, attempts_before = time.monotonic(), crm.requests
 
-        definition = tmp_path / "campaign.toml"
-        definition.write_text('name = "Sale"\nprogram = "deals"\n'
-                              'template = "Acme: 20% off today. Reply STOP to opt out."\n',
-                              encoding="utf-8")
-        campaign = (await mcrm(config, "campaign", "create", "--file",
-                               str(definition))).split()[0]
-        await mcrm(config, "campaign", "schedule", campaign, "--now")
+        campaign = await campaign_now(config, "Acme: 20% off today. Reply STOP to opt out.")
         url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
         texts = 0
         async with aiohttp.ClientSession() as session:
@@ -336,13 +341,7 @@ receipt_recheck_max_seconds = 6.0""")
         await seed(config, [(p, "deals", Kind.OPT_IN_CONFIRMED) for p in audience])
         log = tmp_path / "serve.log"
         proc = await serve(config, log, wait=True)
-        definition = tmp_path / "campaign.toml"
-        definition.write_text('name = "Flash"\nprogram = "deals"\n'
-                              'template = "Acme: flash sale. Reply STOP to opt out."\n',
-                              encoding="utf-8")
-        campaign = (await mcrm(config, "campaign", "create", "--file",
-                               str(definition))).split()[0]
-        await mcrm(config, "campaign", "schedule", campaign, "--now")
+        campaign = await campaign_now(config, "Acme: flash sale. Reply STOP to opt out.")
         await eventually(lambda: len(fake.created) >= 150, seconds=20, what="sending")
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
