@@ -208,3 +208,21 @@ async def test_a_request_aiohttp_cannot_parse_is_one_log_line(
     [record] = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert record.levelname == "WARNING" and record.exc_info is None
     assert "refused a malformed request" in record.getMessage()
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"endpont": "crm"}, "endpont: unknown field"),
+    ({"endpoint": None}, "endpoint: None is not a configured sync endpoint"),
+    ({"endpoint": ["crm"]}, "is not a configured sync endpoint"),
+    ({"ids": [True]}, "ids: expected an array of dead-letter ids"),
+    ({"ids": [2**64]}, "ids: expected an array of dead-letter ids"),
+    ({"ids": [0]}, "ids: expected an array of dead-letter ids"),
+])
+async def test_a_replay_request_that_could_mean_everything_by_mistake_is_a_400(
+        client: Any, body: dict[str, Any], words: str) -> None:
+    before = await row_counts(client)
+    response = await client.post("/api/v1/sync/dead-letters/replay", json=body,
+                                 headers=admin())
+    assert response.status == 400, await response.text()
+    assert words in (await response.json())["error"]["message"]
+    assert await row_counts(client) == before

@@ -14,6 +14,7 @@ from gateway.db import sync as sync_sql
 from gateway.db.segments import compile_segment
 from gateway.errors import BadRequest, NotFound
 from gateway.http.params import (
+    MAX_ID,
     cursor_param,
     json_body,
     limit_param,
@@ -171,6 +172,9 @@ async def dead_letters(request: web.Request) -> web.Response:
                               else None})
 
 
+_ALL = object()  # no endpoint named: every endpoint's dead letters
+
+
 @routes.post("/api/v1/sync/dead-letters/replay")
 async def replay(request: web.Request) -> web.Response:
     """Body (optional): {"endpoint": NAME, "ids": [...]}; replays all dead letters otherwise."""
@@ -179,13 +183,18 @@ async def replay(request: web.Request) -> web.Response:
         body = await json_body(request)
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")
-    endpoint = body.get("endpoint")
+    unknown = sorted(set(body) - {"endpoint", "ids"})
+    if unknown:  # a misspelt "endpoint" must not replay every endpoint's letters
+        raise BadRequest(f"{unknown[0][:40]}: unknown field (known: endpoint, ids)")
+    endpoint = body.get("endpoint", _ALL)
     hub = request.app[keys.SYNC]
-    if endpoint is not None and hub.relay(endpoint) is None:
+    if endpoint is _ALL:
+        endpoint = None
+    elif not isinstance(endpoint, str) or hub.relay(endpoint) is None:
         raise BadRequest(f"endpoint: {endpoint!r} is not a configured sync endpoint")
     ids = body.get("ids")
-    if ids is not None and (not isinstance(ids, list)
-                            or not all(isinstance(i, int) for i in ids)):
+    if ids is not None and (not isinstance(ids, list) or not all(
+            type(i) is int and 1 <= i <= MAX_ID for i in ids)):
         raise BadRequest("ids: expected an array of dead-letter ids")
     now = request.app[keys.CLOCK].now()
     count = await request.app[keys.DB].write(lambda tx: sync_sql.replay(tx, endpoint, ids, now))
