@@ -17,11 +17,13 @@ per attempt.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,8 +160,28 @@ class OwnFaults:
                         type(exc).__name__, exc)
         return backoff(self.count, self.initial, self.cap)
 
+    async def attempt(self, step: Callable[[], Awaitable[bool]]) -> bool:
+        """One round of a worker loop: its answer ("busy"), or False after a failure of
+        ours, once its back-off has been slept out."""
+        try:
+            busy = await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await asyncio.sleep(self.failed(exc))
+            return False
+        self.ok()
+        return busy
+
     def ok(self) -> None:
         if self.count:
             log.warning("%s: working again after %d failure%s", self.what, self.count,
                         "" if self.count == 1 else "s")
             self.count = 0
+
+
+async def idle(wake: asyncio.Event, seconds: float) -> None:
+    """Wait for `wake` (set after the wait began), at most `seconds`."""
+    wake.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout=seconds)

@@ -168,6 +168,14 @@ def twilio_signature(url: str, form: dict[str, str], token: str = AUTH_TOKEN) ->
     return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}
 
 
+async def row_counts(client: Any) -> dict[str, int]:
+    """Rows in every table: what a refused request must leave as it was."""
+    db = client.app[keys.DB]
+    tables = [r[0] for r in await db.fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: (await db.fetchone(f"SELECT COUNT(*) FROM {t}"))[0] for t in tables}
+
+
 def sample(metrics: str, name: str, **labels: str) -> float | None:
     """One sample's value in a /metrics page (parsed as Prometheus parses it), or None."""
     for family in text_string_to_metric_families(metrics):

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gateway import keys, logs
-from tests.conftest import admin
-from tests.test_webhooks import inbound, row_counts, status
+from tests.conftest import admin, row_counts
+from tests.test_webhooks import inbound, status
 
 
 def cursor(value: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway import keys
 from gateway.config import Config
-from tests.conftest import TWILIO, ConfigFactory, sample, twilio_signature
+from tests.conftest import TWILIO, ConfigFactory, row_counts, sample, twilio_signature
 
 PUBLIC = "https://sms.example.com"
 
@@ -180,14 +180,6 @@ class TestInbound:
         response = await client.post("/webhooks/twilio/status", data=status())
         assert response.status == 200
         assert len(await stored(client, "status_callbacks")) == 1
-
-
-async def row_counts(client: Any) -> dict[str, int]:
-    """Rows in every table: what a refused request must leave as it was."""
-    db = client.app[keys.DB]
-    tables = [r[0] for r in await db.fetchall(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-    return {t: (await db.fetchone(f"SELECT COUNT(*) FROM {t}"))[0] for t in tables}
 
 
 URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -35,7 +35,7 @@ from gateway.config import OutboundConfig, ProviderConfig
 from gateway.db import Database, Tx
 from gateway.db import campaigns as campaign_sql
 from gateway.db import outbound as sql
-from gateway.links import OwnFaults, backoff
+from gateway.links import OwnFaults, backoff, idle
 from gateway.models import OutgoingSMS, StatusUpdate
 from gateway.outbound.health import ProviderHealth
 from gateway.outbound.metrics import OutboundMetrics
@@ -110,19 +110,8 @@ class Dispatcher:
             reconciler = asyncio.create_task(self.reconciler.run(),
                                              name=f"reconcile:{self.short_code}")
             while True:
-                try:
-                    busy = await self.step()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    busy = False
-                    await asyncio.sleep(self._faults.failed(exc))
-                else:
-                    self._faults.ok()
-                if not busy:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+                if not await self._faults.attempt(self.step):
+                    await idle(self._wake, 0.25)
         finally:
             if reconciler is not None:
                 reconciler.cancel()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config import ProviderConfig
-from gateway.links import Link
+from gateway.links import STATE_VALUE, Link
 
 OPERATIONS = ("send", "lookup", "fetch")
 
@@ -43,9 +43,8 @@ class ProviderHealth:
     def snapshot(self) -> dict[str, Any]:
         """For /readyz: the provider's state is its worst link's."""
         links = {op: link.snapshot() for op, link in self.links.items()}
-        worst = max((link.state for link in self.links.values()), key=_ORDER.index)
+        worst = max((link.state for link in self.links.values()), key=STATE_VALUE.__getitem__)
         return {"state": worst.value, "operations": links}
 
 
 _WORDS = {"send": "sends", "lookup": "look-ups", "fetch": "status fetches"}
-_ORDER = ["ok", "degraded", "down"]

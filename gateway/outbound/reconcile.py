@@ -19,7 +19,6 @@ Two jobs per short code, paced by the provider's read rate (never the send rate)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING
 from gateway.clock import isoformat
 from gateway.db import Row, Tx
 from gateway.db import outbound as sql
-from gateway.links import OwnFaults, backoff
+from gateway.links import OwnFaults, backoff, idle
 from gateway.models import StatusUpdate
 from gateway.outbound.outcomes import Claimed, Outcome
 from gateway.outbound.ratelimit import RateLimiter
@@ -83,17 +82,7 @@ class Reconciler:
 
     async def run(self) -> None:
         while True:
-            try:
-                busy = await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # our side (the database): keep going
-                busy = False
-                await asyncio.sleep(self._faults.failed(exc))
-            else:
-                self._faults.ok()
-            if not busy:
-                self._wake.clear()
+            if not await self._faults.attempt(self.step):
                 wait = POLL_SECONDS
                 if self._soonest is not None:
                     ahead = (self._soonest - self.d.clock.now()).total_seconds()
@@ -103,8 +92,7 @@ class Reconciler:
                 for link in (self.d.health.lookup, self.d.health.fetch):
                     if link.down:
                         wait = min(wait, max(link.next_try_in(), 0.05))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                await idle(self._wake, wait)
 
     async def step(self) -> bool:
         if self._recovered:
