@@ -76,7 +76,7 @@ class SyncRelay:
                  metrics: GatewayMetrics) -> None:
         self.db, self.clock, self.session = db, clock, session
         self.endpoint, self.settings, self.metrics = endpoint, settings, metrics
-        #: Its health; `failures` (in a row, per attempt) sets the back-off.
+        #: Its health; its streak (failures in a row, of one kind) sets the back-off.
         self.link = Link(f"CRM endpoint {endpoint.name}", trip_after=settings.down_after_failures)
         self._wake = asyncio.Event()
         self._started = False

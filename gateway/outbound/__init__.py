@@ -95,7 +95,6 @@ class Outbound:
         for row in await sql.depth(self.db):
             counts.setdefault(row[0], {})[row[1]] = (int(row[2]), int(row[3]))
         receipts = await sql.awaiting_receipts(self.db)
-        provider = self.health.snapshot()
         out = []
         for code, dispatcher in self.dispatchers.items():
             mine = counts.get(code, {})
@@ -112,5 +111,5 @@ class Outbound:
                 # While the provider takes no sends, nothing drains: no time is promised.
                 "drain_seconds": None if self.health.send.down else round(ready / rate, 1),
                 "provider": self.health.provider,
-                "provider_state": provider["operations"]["send"]["state"]})
+                "provider_state": self.health.send.state.value})
         return out
